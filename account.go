@@ -117,6 +117,10 @@ type UserService interface {
 	// AddMember makes the user a member of the account.
 	// Errors: EINVALID (unknown role), ENOTFOUND (account or user), ECONFLICT (already a member).
 	AddMember(ctx context.Context, accountID, userID int64, role Role) error
+	// RemoveMember ends the user's membership of the account; the user's API
+	// keys there are deleted and its OAuth grants there stop authenticating.
+	// Errors: ENOTFOUND (not a member).
+	RemoveMember(ctx context.Context, accountID, userID int64) error
 	// FindMember returns the user with Role set. Errors: ENOTFOUND (not a member).
 	FindMember(ctx context.Context, accountID, userID int64) (*User, error)
 	// ListMembers pages the account's users, ordered by id ascending.

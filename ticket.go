@@ -153,7 +153,10 @@ type TicketFilter struct {
 	Status         TicketStatus
 	CustomerID     int64
 	AssigneeUserID int64
-	UpdatedSince   time.Time
+	// Unassigned selects only tickets without an assignee (the inbox's
+	// "unassigned" view); it is not combined with AssigneeUserID.
+	Unassigned   bool
+	UpdatedSince time.Time
 }
 
 // TagOp says how SetTicketTags changes a ticket's tags.

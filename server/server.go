@@ -100,6 +100,7 @@ func New(store valet.Store, cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	if err := s.registerPages(s.mux); err != nil {
+		_ = s.closeAPI(context.Background()) // stop the last-used flusher registerAPI started
 		return nil, err
 	}
 	return s, nil

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/valethq/valet/seed"
+	"github.com/valethq/valet/sqlstore"
+)
+
+// runDemo serves a seeded helpdesk. The data lives in a SQLite file
+// (valet-demo.db in the working directory unless --db says otherwise) and
+// is seeded only when the file has no demo account, so a second run finds
+// what the first one left, replies and all.
+func (m *Main) runDemo(ctx context.Context) error {
+	log := newLogger(&m.Config, m.Stderr)
+	if m.DemoReset {
+		if isPostgres(m.Config.DB) {
+			return usageErrorf("--reset deletes a SQLite file; drop a PostgreSQL demo database yourself")
+		}
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(m.Config.DB + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("reset the demo database: %w", err)
+			}
+		}
+	}
+	// The store reads time from the seed clock, which the seeder moves back
+	// so the tickets spread over the last weeks, and which is the wall clock
+	// the rest of the time.
+	clock := &seed.Clock{}
+	store, err := m.openStore(ctx, sqlstore.WithClock(clock))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	began := time.Now()
+	info, seeded, err := seed.EnsureDemo(ctx, store, seed.WithClock(clock))
+	if err != nil {
+		return fmt.Errorf("seed the demo: %w", err)
+	}
+	if seeded {
+		log.Info("seeded the demo helpdesk", "account", info.Account.Name, "customers", info.Customers,
+			"tickets", info.Tickets, "messages", info.Messages, "took", time.Since(began).Round(time.Millisecond).String())
+	}
+	return m.serve(ctx, store, store.Dialect(), log, func(url string) { m.printDemo(url, info, seeded) })
+}
+
+func (m *Main) printDemo(url string, info *seed.Info, seeded bool) {
+	if m.Config.JSON {
+		writeJSON(m.Stdout, struct {
+			URL    string `json:"url"`
+			DB     string `json:"db"`
+			Seeded bool   `json:"seeded"`
+			*seed.Info
+		}{url, redactDSN(m.Config.DB), seeded, info})
+		return
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "\nvalet demo is running at %s/\n\n", url)
+	fmt.Fprintf(w, "Sign in to %s (account %s) as:\n", info.Account.DisplayName, info.Account.Name)
+	for _, u := range info.Users {
+		fmt.Fprintf(w, "  %-6s %-36s password: %s\n", u.Role, u.Email, u.Password)
+	}
+	if k := info.APIKey; k != nil {
+		fmt.Fprintf(w, "\nTry the API with the owner's key (its secret is shown only now):\n")
+		fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' '%s/api/tickets?limit=5'\n", k.Secret, url)
+		fmt.Fprintf(w, "  curl -u '%s:%s' %s/api/account\n", info.Owner().Email, k.Secret, url)
+	}
+	state := "kept from an earlier run; --reset starts afresh"
+	if seeded {
+		state = fmt.Sprintf("seeded with %d customers and %d tickets", info.Customers, info.Tickets)
+	}
+	fmt.Fprintf(w, "\nData: %s (%s).\nStop with Ctrl-C.\n\n", redactDSN(m.Config.DB), state)
+}
