@@ -68,6 +68,23 @@ type App struct {
 	Name            string    `json:"name"`
 	Scopes          ScopeSet  `json:"scopes"`
 	CreatedDatetime time.Time `json:"created_datetime"`
+
+	// The partner portal's fields (see oauth.go and App.Validate).
+	Description   string   `json:"description"`
+	DeveloperName string   `json:"developer_name"`
+	HomepageURL   string   `json:"homepage_url"`
+	LogoURL       string   `json:"logo_url"`
+	RedirectURIs  []string `json:"redirect_uris"`
+	// Public apps (native, single-page) have no secret and must use PKCE.
+	Public     bool   `json:"public"`
+	SecretHash []byte `json:"-"`
+	SecretHint string `json:"secret_hint,omitempty"`
+	// RefreshLeeway is the reuse leeway in seconds (0-60).
+	RefreshLeeway int `json:"refresh_reuse_leeway"`
+	// IDTokenAlg is id_token_signed_response_alg: RS256, ES256 or EdDSA.
+	IDTokenAlg      string    `json:"id_token_signed_response_alg"`
+	OwnerUserID     int64     `json:"owner_user_id,omitempty"`
+	UpdatedDatetime time.Time `json:"updated_datetime"`
 }
 
 // Grant is one app installed on one account, approved by one user. Access and
@@ -80,6 +97,7 @@ type Grant struct {
 	Scopes          ScopeSet   `json:"scopes"`
 	CreatedDatetime time.Time  `json:"created_datetime"`
 	RevokedDatetime *time.Time `json:"revoked_datetime"`
+	UpdatedDatetime time.Time  `json:"updated_datetime"`
 }
 
 // CredentialService manages API keys and resolves presented secrets.

@@ -20,7 +20,7 @@ import (
 // http_authenticated and http_no_auth add a loopback HTTP/1.1 keep-alive
 // round trip, as a load generator sees the server.
 //
-//	go test ./server/ -run '^$' -bench BenchmarkGetTicket -benchmem -count 5
+//	go test ./server/ -run '^$' -bench BenchmarkGetTicket -benchmem -count 6
 func BenchmarkGetTicket(b *testing.B) {
 	e := newAPIEnv(b)
 	f := newFixture(b, e.store, "acme")

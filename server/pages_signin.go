@@ -27,7 +27,8 @@ const defaultNext = "/tickets"
 // scheme-relative "//host", backslashes (which browsers treat as slashes),
 // control characters, and the sign-in pages themselves.
 func safeNext(next string) string {
-	if next == "" || len(next) > 2048 || next[0] != '/' {
+	// 8 KiB: a consent page's next carries the sealed authorization request.
+	if next == "" || len(next) > 8192 || next[0] != '/' {
 		return ""
 	}
 	if strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') {
@@ -271,7 +272,8 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, csrfCookieName, "", -1, time.Time{})
 	s.log.InfoContext(ctx, "signed in", "user_id", user.ID, "request_id", RequestID(ctx))
 	to := cmp.Or(next, defaultNext)
-	if accountID == 0 {
+	// The consent page has its own account picker.
+	if accountID == 0 && !strings.HasPrefix(next, "/oauth/consent?") {
 		to = "/accounts"
 		if next != "" {
 			to += "?next=" + url.QueryEscape(next)

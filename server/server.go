@@ -61,6 +61,7 @@ type Server struct {
 	pages  *pageState
 	api    *apiState
 	secure bool
+	oauth  OAuthProvider // nil: no authorization server
 }
 
 // Option changes a Server built by New.
@@ -99,6 +100,7 @@ func New(store valet.Store, cfg Config, opts ...Option) (*Server, error) {
 	if err := s.registerAPI(s.mux); err != nil {
 		return nil, err
 	}
+	s.registerOAuth(s.mux)
 	if err := s.registerPages(s.mux); err != nil {
 		_ = s.closeAPI(context.Background()) // stop the last-used flusher registerAPI started
 		return nil, err

@@ -102,7 +102,7 @@ func scanUser(row scanner, u *valet.User, extra ...any) error {
 // FindUserByID implements valet.UserService.
 func (s *Store) FindUserByID(ctx context.Context, id int64) (*valet.User, error) {
 	var u valet.User
-	err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1`, id), &u)
+	err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1`, id), &u)
 	if err != nil {
 		return nil, s.fail("sqlstore.FindUserByID", err, "User not found.")
 	}
@@ -227,7 +227,7 @@ func (s *Store) ListMembers(ctx context.Context, accountID int64, opt valet.List
 // ListMemberships implements valet.UserService.
 func (s *Store) ListMemberships(ctx context.Context, userID int64) ([]valet.Membership, error) {
 	const op = "sqlstore.ListMemberships"
-	rows, err := s.r.QueryContext(ctx, `SELECT a.id, a.name, a.display_name, a.created_at, m.role
+	rows, err := s.query(ctx, `SELECT a.id, a.name, a.display_name, a.created_at, m.role
 		FROM members m JOIN accounts a ON a.id = m.account_id
 		WHERE m.user_id = $1 ORDER BY a.name`, userID)
 	if err != nil {

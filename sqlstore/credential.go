@@ -274,7 +274,7 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (*valet.Credent
 	switch {
 	case valet.HasSecretPrefix(secret, valet.PrefixAPIKey):
 		c.Kind = valet.CredentialAPIKey
-		err = s.r.QueryRowContext(ctx, `SELECT k.id, k.account_id, k.user_id, u.email, k.scopes
+		err = s.queryRow(ctx, `SELECT k.id, k.account_id, k.user_id, u.email, k.scopes
 			FROM api_keys k
 			JOIN members m ON m.account_id = k.account_id AND m.user_id = k.user_id
 			JOIN users u ON u.id = k.user_id
@@ -283,7 +283,7 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (*valet.Credent
 	case valet.HasSecretPrefix(secret, valet.PrefixAccessToken):
 		c.Kind = valet.CredentialOAuth
 		var expires int64
-		err = s.r.QueryRowContext(ctx, `SELECT g.id, g.account_id, g.user_id, u.email, g.app_id, t.scopes, t.expires_at
+		err = s.queryRow(ctx, `SELECT g.id, g.account_id, g.user_id, u.email, g.app_id, t.scopes, t.expires_at
 			FROM access_tokens t
 			JOIN grants g ON g.id = t.grant_id
 			JOIN members m ON m.account_id = g.account_id AND m.user_id = g.user_id

@@ -32,6 +32,12 @@ type dialect struct {
 	// $N, which both databases accept.
 	placeholder func(n int) string
 
+	// bulkMaxParams is how many parameters one bulk INSERT binds (ImportTickets
+	// sends rows in statements of bulkMaxParams/columns rows). SQLite's binding
+	// is as fast with 400 as with 8,000; PostgreSQL imports ~15% faster with
+	// 8,000 (fewer round trips).
+	bulkMaxParams int
+
 	// open returns the writer pool and the reader pool (the same pool on
 	// PostgreSQL, which has no single-writer rule).
 	open func(ctx context.Context, dsn string) (w, r *sql.DB, err error)
@@ -75,11 +81,12 @@ func dialectFor(dsn string) *dialect {
 }
 
 var sqliteDialect = &dialect{
-	name:        "sqlite",
-	migrations:  "migrations/sqlite",
-	placeholder: func(int) string { return "?" },
-	open:        openSQLite,
-	forUpdate:   func(string) string { return "" },
+	name:          "sqlite",
+	migrations:    "migrations/sqlite",
+	placeholder:   func(int) string { return "?" },
+	bulkMaxParams: 400,
+	open:          openSQLite,
+	forUpdate:     func(string) string { return "" },
 	analyze: func(tables []string) []string {
 		// analysis_limit makes ANALYZE sample each index instead of reading
 		// it all: seconds become milliseconds on a million rows, and the
@@ -204,6 +211,7 @@ var postgresDialect = &dialect{
 	name:           "postgres",
 	migrations:     "migrations/postgres",
 	placeholder:    func(n int) string { return "$" + strconv.Itoa(n) },
+	bulkMaxParams:  8000,
 	open:           openPostgres,
 	lockMigrations: fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, advisoryMigrationsKey),
 	// The account id is folded into int4; two accounts sharing a key only

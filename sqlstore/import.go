@@ -13,11 +13,6 @@ import (
 	"github.com/valethq/valet"
 )
 
-// importBatch is how many tickets one INSERT carries: 500 rows of 14
-// columns stay well under both databases' bind-parameter limits (32766 on
-// SQLite, 65535 on PostgreSQL) while amortising the statement.
-const importBatch = 500
-
 // ImportTickets bulk-loads tickets into an account, for seeding and for
 // benchmark data sets (a million tickets in calls of 5,000-10,000). Each
 // call is one transaction of multi-row INSERTs.
@@ -118,36 +113,30 @@ func (s *Store) ImportTickets(ctx context.Context, accountID int64, tickets []*v
 		importDatetimes(t, tx.now)
 	}
 
-	var full *sql.Stmt
-	for chunk := range slices.Chunk(tickets, importBatch) {
+	// Rows go in statements of s.d.bulkMaxParams parameters; the full ones
+	// are prepared once and run again and again.
+	batches := newBatcher(tx)
+	defer batches.close()
+	rows := s.d.bulkMaxParams / importTicketColumns
+	for chunk := range slices.Chunk(tickets, rows) {
 		query, args, err := importTicketsInsert(s.d, chunk)
-		if err != nil {
-			return s.fail(op, err, "")
-		}
-		if len(chunk) == importBatch {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, query); err != nil {
-					return s.fail(op, err, "")
-				}
-				defer full.Close()
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, query, args...)
+		if err == nil {
+			err = batches.exec(ctx, len(chunk) == rows, query, args)
 		}
 		if err != nil {
 			return s.fail(op, err, "")
 		}
 	}
-	for chunk := range slices.Chunk(links, 2000) {
+	for chunk := range slices.Chunk(links, s.d.bulkMaxParams/2) {
 		values := make([]string, len(chunk))
 		args := make([]any, 0, 2*len(chunk))
 		for i, l := range chunk {
 			values[i] = "(" + s.d.bulkParams(2*i+1, 2) + ")"
 			args = append(args, l[0], l[1])
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_tags (ticket_id, tag_id) VALUES `+
-			strings.Join(values, ", "), args...); err != nil {
+		err := batches.exec(ctx, len(chunk) == s.d.bulkMaxParams/2,
+			`INSERT INTO ticket_tags (ticket_id, tag_id) VALUES `+strings.Join(values, ", "), args)
+		if err != nil {
 			return s.fail(op, err, "")
 		}
 	}
@@ -155,6 +144,39 @@ func (s *Store) ImportTickets(ctx context.Context, accountID int64, tickets []*v
 		return s.fail(op, err, "")
 	}
 	return s.analyzeImports(ctx, len(tickets))
+}
+
+// batcher runs the INSERTs of a bulk load: the full batches of a query
+// through one statement prepared in the transaction, the last, shorter one
+// directly.
+type batcher struct {
+	tx    *tx
+	stmts map[string]*sql.Stmt
+}
+
+func newBatcher(tx *tx) *batcher { return &batcher{tx: tx, stmts: map[string]*sql.Stmt{}} }
+
+func (b *batcher) exec(ctx context.Context, full bool, query string, args []any) error {
+	if !full {
+		_, err := b.tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	st, ok := b.stmts[query]
+	if !ok {
+		var err error
+		if st, err = b.tx.PrepareContext(ctx, query); err != nil {
+			return err
+		}
+		b.stmts[query] = st
+	}
+	_, err := st.ExecContext(ctx, args...)
+	return err
+}
+
+func (b *batcher) close() {
+	for _, st := range b.stmts {
+		st.Close()
+	}
 }
 
 // analyzeImports analyzes the ticket tables whenever the tickets imported
@@ -242,8 +264,11 @@ func importDatetimes(t *valet.Ticket, now time.Time) {
 	}
 }
 
+// importTicketColumns is the number of columns importTicketsInsert sets.
+const importTicketColumns = 16
+
 func importTicketsInsert(d *dialect, chunk []*valet.Ticket) (string, []any, error) {
-	const cols = 16
+	const cols = importTicketColumns
 	var b strings.Builder
 	b.WriteString(`INSERT INTO tickets (id, account_id, subject, status, priority, channel, via, customer_id,
 		assignee_user_id, tags, excerpt, messages_count, created_at, updated_at, opened_at, closed_at) VALUES `)

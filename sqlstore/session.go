@@ -46,7 +46,7 @@ func (s *Store) FindSession(ctx context.Context, secret string) (*valet.Session,
 	var sess valet.Session
 	var account *int64
 	var created, expires int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, user_id, account_id, csrf_token, created_at, expires_at
+	err := s.queryRow(ctx, `SELECT id, user_id, account_id, csrf_token, created_at, expires_at
 		FROM sessions WHERE secret_hash = $1 AND expires_at > $2`, valet.HashSecret(secret), micros(s.now())).
 		Scan(&sess.ID, &sess.UserID, &account, &sess.CSRFToken, &created, &expires)
 	if err != nil {

@@ -24,6 +24,7 @@ type Store struct {
 	r     *sql.DB // reads (SQLite: read-only pool; PostgreSQL: w)
 	d     *dialect
 	clock valet.Clock
+	stmts stmtCache // the hot reads, prepared on r
 
 	// imported counts the tickets ImportTickets stored, to analyze the
 	// tables each time their count doubles.
@@ -112,9 +113,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connection pools.
+// Close closes the prepared statements and the connection pools.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.stmts.close()}
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}

@@ -224,3 +224,31 @@ func TestClock(t *testing.T) {
 		})
 	}
 }
+
+// TestPreparedAfterClose checks that the prepared reads fail cleanly, not
+// panic, once the store is closed, whether they were prepared before or not.
+func TestPreparedAfterClose(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := b.open(t)
+			a, _, cs := seedAccount(t, s, "acme", 1)
+			tk := &valet.Ticket{Subject: "Hello", Customer: valet.PersonRef{ID: cs[0].ID}}
+			if err := s.ImportTickets(ctx, a.ID, []*valet.Ticket{tk}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.FindTicket(ctx, a.ID, tk.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.FindTicket(ctx, a.ID, tk.ID); err == nil {
+				t.Error("FindTicket after Close succeeded")
+			}
+			if _, err := s.FindSession(ctx, valet.NewSecret(valet.PrefixSession)); err == nil {
+				t.Error("FindSession after Close succeeded")
+			}
+		})
+	}
+}

@@ -57,9 +57,11 @@ func scanTicket(row scanner, t *valet.Ticket) error {
 
 const msgTicketNotFound = "Ticket not found."
 
+const findTicketQuery = ticketSelect + ` WHERE t.account_id = $1 AND t.id = $2`
+
 func findTicket(ctx context.Context, q querier, accountID, id int64, lock string) (*valet.Ticket, error) {
 	var t valet.Ticket
-	err := scanTicket(q.QueryRowContext(ctx, ticketSelect+` WHERE t.account_id = $1 AND t.id = $2`+lock,
+	err := scanTicket(q.QueryRowContext(ctx, findTicketQuery+lock,
 		accountID, id), &t)
 	if err != nil {
 		return nil, err
@@ -420,24 +422,55 @@ func (s *Store) CreateTicket(ctx context.Context, t *valet.Ticket, messages []*v
 
 // FindTicket implements valet.TicketService.
 func (s *Store) FindTicket(ctx context.Context, accountID, id int64) (*valet.Ticket, error) {
-	t, err := findTicket(ctx, s.r, accountID, id, "")
-	if err != nil {
+	var t valet.Ticket
+	if err := scanTicket(s.queryRow(ctx, findTicketQuery, accountID, id), &t); err != nil {
 		return nil, s.fail("sqlstore.FindTicket", err, msgTicketNotFound)
 	}
-	return t, nil
+	return &t, nil
 }
 
 // ListTickets implements valet.TicketService.
 func (s *Store) ListTickets(ctx context.Context, accountID int64, f valet.TicketFilter) (*valet.Page[valet.Ticket], error) {
 	const op = "sqlstore.ListTickets"
-	q, err := f.Resolve(defaultOrder, "created_datetime", "updated_datetime")
+	query, args, q, err := listTicketsQuery(accountID, f)
 	if err != nil {
 		return nil, s.fail(op, err, "")
+	}
+	// The query's text is one of a few hundred (filters, order, direction,
+	// cursor or not): bounded, so it is prepared and kept.
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	defer rows.Close()
+	list := make([]valet.Ticket, 0, q.Limit+1)
+	for rows.Next() {
+		var t valet.Ticket
+		if err := scanTicket(rows, &t); err != nil {
+			return nil, s.fail(op, err, "")
+		}
+		list = append(list, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	return valet.NewPage(list, q, func(t *valet.Ticket) (int64, int64) {
+		return sortKey(q.Order.Field, micros(t.CreatedDatetime), micros(t.UpdatedDatetime)), t.ID
+	}), nil
+}
+
+// listTicketsQuery returns the SQL and arguments of one page of
+// ListTickets, and the resolved list query.
+func listTicketsQuery(accountID int64, f valet.TicketFilter) (string, []any, valet.ListQuery, error) {
+	const op = "sqlstore.ListTickets"
+	q, err := f.Resolve(defaultOrder, "created_datetime", "updated_datetime")
+	if err != nil {
+		return "", nil, q, err
 	}
 	where, args := ` WHERE t.account_id = $1`, []any{accountID}
 	if f.Status != "" {
 		if f.Status != valet.StatusOpen && f.Status != valet.StatusClosed {
-			return nil, invalid(op, "status", "must be open or closed")
+			return "", nil, q, invalid(op, "status", "must be open or closed")
 		}
 		args = append(args, string(f.Status))
 		where += ` AND t.status = $` + itoa(len(args))
@@ -459,25 +492,7 @@ func (s *Store) ListTickets(ctx context.Context, accountID int64, f valet.Ticket
 	}
 	cond, order, args := keyset(q, sortColumn("t", q.Order.Field), "t.id", args)
 	args = append(args, q.Limit+1)
-	rows, err := s.r.QueryContext(ctx, ticketSelect+where+cond+order+` LIMIT $`+itoa(len(args)), args...)
-	if err != nil {
-		return nil, s.fail(op, err, "")
-	}
-	defer rows.Close()
-	list := make([]valet.Ticket, 0, q.Limit+1)
-	for rows.Next() {
-		var t valet.Ticket
-		if err := scanTicket(rows, &t); err != nil {
-			return nil, s.fail(op, err, "")
-		}
-		list = append(list, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail(op, err, "")
-	}
-	return valet.NewPage(list, q, func(t *valet.Ticket) (int64, int64) {
-		return sortKey(q.Order.Field, micros(t.CreatedDatetime), micros(t.UpdatedDatetime)), t.ID
-	}), nil
+	return ticketSelect + where + cond + order + ` LIMIT $` + itoa(len(args)), args, q, nil
 }
 
 // UpdateTicket implements valet.TicketService.

@@ -31,11 +31,16 @@ const (
 	pageCustomer      = "customer"
 	pageSettings      = "settings"
 	pageAPIKeyCreated = "apikey"
+	pageConsent       = "consent"
+	pageConnectedApps = "connected_apps"
+	pageDevelopers    = "developers"
+	pageAppSecret     = "app_secret"
 	pageError         = "error"
 )
 
 var pageNames = []string{pageSignIn, pageAccounts, pageTickets, pageTicket, pageCustomers,
-	pageCustomer, pageSettings, pageAPIKeyCreated, pageError}
+	pageCustomer, pageSettings, pageAPIKeyCreated, pageConsent, pageConnectedApps,
+	pageDevelopers, pageAppSecret, pageError}
 
 // StaticPrefix is the path under which Static is mounted. Asset URLs carry
 // a content hash after it (/static/<hash>/app.css), so they can be cached

@@ -41,6 +41,9 @@ type Config struct {
 	// script can pass it as VALET_PASSWORD(_FILE) instead of on the command
 	// line, where other users of the machine could read it.
 	Password string
+	// Secret (VALET_SECRET) seals the ID token signing keys in the store;
+	// without it the OAuth authorization server is off.
+	Secret string
 }
 
 // DefaultConfig returns the defaults: a local SQLite file on 127.0.0.1:8080
@@ -78,6 +81,7 @@ var envVars = []struct {
 	{"VALET_SIGN_IN_RATE_LIMIT", "sign-in-rate-limit", "failed sign-ins per email and address, N/duration", false},
 	{"VALET_SESSION_TTL", "session-ttl", "how long a browser stays signed in", false},
 	{"VALET_PASSWORD", "password / owner-password", "admin commands' password", true},
+	{"VALET_SECRET", "secret", "server secret (16+ bytes) sealing signing keys; enables OAuth", true},
 }
 
 // LoadEnv applies the VALET_* variables that getenv returns non-empty;
@@ -117,6 +121,7 @@ func (c *Config) LoadEnv(getenv func(string) string, readFile func(string) ([]by
 	str("VALET_ISSUER", &c.Issuer, false)
 	str("VALET_LOG_FORMAT", &c.LogFormat, false)
 	str("VALET_PASSWORD", &c.Password, true)
+	str("VALET_SECRET", &c.Secret, true)
 	parsed("VALET_LOG_LEVEL", func(v string) error { return c.LogLevel.UnmarshalText([]byte(v)) })
 	parsed("VALET_SHUTDOWN_TIMEOUT", durationValue{&c.ShutdownTimeout}.Set)
 	parsed("VALET_SESSION_TTL", durationValue{&c.SessionTTL}.Set)
@@ -147,6 +152,7 @@ func (c *Config) serveFlags(fs *flag.FlagSet) {
 	fs.Var(rateLimitValue{&c.OAuthLimit}, "oauth-rate-limit", "API calls per account with OAuth tokens, as N/duration (env VALET_OAUTH_RATE_LIMIT)")
 	fs.Var(rateLimitValue{&c.SignInLimit}, "sign-in-rate-limit", "failed sign-ins per email and per address, as N/duration (env VALET_SIGN_IN_RATE_LIMIT)")
 	fs.Var(durationValue{&c.SessionTTL}, "session-ttl", "how long a browser stays signed in (env VALET_SESSION_TTL)")
+	fs.StringVar(&c.Secret, "secret", c.Secret, "server secret sealing signing keys; enables OAuth (env VALET_SECRET, better VALET_SECRET_FILE)")
 }
 
 // Validate checks the configuration and normalises the issuer.
@@ -168,6 +174,9 @@ func (c *Config) Validate() error {
 			p = append(p, fmt.Sprintf("--issuer %q: want an absolute http(s) URL without query, fragment or user", c.Issuer))
 		}
 		c.Issuer = strings.TrimRight(c.Issuer, "/")
+	}
+	if c.Secret != "" && len(c.Secret) < 16 {
+		p = append(p, "VALET_SECRET must be at least 16 bytes")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		p = append(p, fmt.Sprintf("--log-format %q: want text or json", c.LogFormat))

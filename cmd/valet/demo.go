@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/valethq/valet"
 	"github.com/valethq/valet/seed"
 	"github.com/valethq/valet/sqlstore"
 )
@@ -46,7 +47,57 @@ func (m *Main) runDemo(ctx context.Context) error {
 		log.Info("seeded the demo helpdesk", "account", info.Account.Name, "customers", info.Customers,
 			"tickets", info.Tickets, "messages", info.Messages, "took", time.Since(began).Round(time.Millisecond).String())
 	}
-	return m.serve(ctx, store, store.Dialect(), log, func(url string) { m.printDemo(url, info, seeded) })
+	if m.Config.Secret == "" {
+		// The demo's data is public anyway (its passwords are printed); a
+		// fixed secret keeps its signing keys usable across runs.
+		m.Config.Secret = demoSecret
+	}
+	app, appSecret, err := ensureDemoApp(ctx, store)
+	if err != nil {
+		return fmt.Errorf("register the demo app: %w", err)
+	}
+	return m.serve(ctx, store, store.Dialect(), log, func(url string) {
+		m.printDemo(url, info, seeded)
+		m.printDemoApp(url, app, appSecret)
+	})
+}
+
+const (
+	demoSecret      = "valet demo secret: never use it in production"
+	demoClientID    = "valet-demo-app"
+	demoRedirectURI = "http://localhost:8081/callback"
+)
+
+// ensureDemoApp registers the sample OAuth app, or gives it a new secret
+// (secrets are shown once, so each run prints a fresh one).
+func ensureDemoApp(ctx context.Context, store *sqlstore.Store) (*valet.App, string, error) {
+	app, err := store.FindApp(ctx, demoClientID)
+	if err == nil {
+		secret, err := store.RotateAppSecret(ctx, app.ID)
+		return app, secret, err
+	}
+	if valet.ErrorCode(err) != valet.ENOTFOUND {
+		return nil, "", err
+	}
+	app = &valet.App{ClientID: demoClientID, Name: "Demo app", DeveloperName: "valet",
+		Description: "The sample app of valet demo.", RedirectURIs: []string{demoRedirectURI},
+		Scopes: valet.ScopeSet{"openid", "email", "profile", "offline", "account:read", "tickets:read", "tickets:write", "customers:read"}}
+	secret, err := store.RegisterApp(ctx, app)
+	return app, secret, err
+}
+
+func (m *Main) printDemoApp(url string, app *valet.App, secret string) {
+	if m.Config.JSON {
+		return
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "OAuth: the demo app %q is registered (client_id %s, client_secret %s).\n", app.Name, app.ClientID, secret)
+	fmt.Fprintf(w, "1. Open, sign in and allow:\n   %s/oauth/authorize?response_type=code&client_id=%s&redirect_uri=%s&scope=openid+offline+tickets:read&state=xyz\n",
+		url, app.ClientID, demoRedirectURI)
+	fmt.Fprintf(w, "2. Copy the code from the address %s?code=...&state=xyz&iss=... and run:\n", demoRedirectURI)
+	fmt.Fprintf(w, "   curl -u '%s:%s' -d grant_type=authorization_code -d redirect_uri=%s -d code=CODE %s/oauth/token\n",
+		app.ClientID, secret, demoRedirectURI, url)
+	fmt.Fprintf(w, "3. curl -H 'Authorization: Bearer vat_...' %s/api/tickets\n\n", url)
 }
 
 func (m *Main) printDemo(url string, info *seed.Info, seeded bool) {

@@ -31,6 +31,7 @@ func main() {
 		stop()
 	}()
 	m := NewMain()
+	m.OwnsProcess = true
 	code := m.Execute(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -47,6 +48,10 @@ type Main struct {
 	Admin AdminInput
 	// DemoReset makes demo delete its database file first.
 	DemoReset bool
+	// OwnsProcess is set by main: serve may then route the process-wide
+	// slog default (which the protocol library logs through) into its
+	// logger. Tests leave it false, so parallel Mains do not share a default.
+	OwnsProcess bool
 
 	Stdout, Stderr io.Writer
 	// Getenv and ReadFile are the environment and file system ParseFlags
@@ -60,14 +65,15 @@ type Main struct {
 
 // AdminInput is what the admin commands act on.
 type AdminInput struct {
-	Account     string // account name
-	DisplayName string // account create
-	Email       string // the user's email (owner, member or key owner)
-	Name        string // the user's name (account create, user add)
-	Password    string // a new user's password
-	Role        string // user add
-	KeyName     string // apikey create
-	Scopes      string // apikey create, space-separated
+	Account     string   // account name
+	DisplayName string   // account create
+	Email       string   // the user's email (owner, member or key owner)
+	Name        string   // the user's name (account create, user add)
+	Password    string   // a new user's password
+	Role        string   // user add
+	KeyName     string   // apikey create
+	Scopes      string   // apikey create, space-separated
+	App         AppInput // admin app, grant and audit commands (oauth_admin.go)
 }
 
 // NewMain returns a Main on the process's standard streams and environment.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/valethq/valet"
+	"github.com/valethq/valet/authserver"
 	"github.com/valethq/valet/server"
 	"github.com/valethq/valet/sqlstore"
 )
@@ -54,7 +55,24 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 	if url == "" {
 		url = "http://" + dialableAddr(ln.Addr())
 	}
-	srv, err := server.New(store, m.Config.ServerConfig(url), server.WithLogger(log))
+	if m.OwnsProcess {
+		slog.SetDefault(log) // the protocol library logs through the default
+	}
+	opts := []server.Option{server.WithLogger(log)}
+	if oauthStore, ok := store.(valet.OAuthStore); ok && m.Config.Secret != "" {
+		auth, err := authserver.New(ctx, oauthStore, authserver.Config{Issuer: url, Secret: []byte(m.Config.Secret)})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("build authorization server: %w", err)
+		}
+		opts = append(opts, server.WithOAuth(auth))
+		janitorCtx, stopJanitor := context.WithCancel(ctx)
+		defer stopJanitor()
+		go auth.RunJanitor(janitorCtx, time.Minute)
+	} else {
+		log.Warn("VALET_SECRET is not set: the OAuth authorization server is off")
+	}
+	srv, err := server.New(store, m.Config.ServerConfig(url), opts...)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("build server: %w", err)

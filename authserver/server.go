@@ -1,0 +1,622 @@
+package authserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/cors"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/valethq/valet"
+)
+
+// Paths of the endpoints, under the issuer.
+const (
+	AuthorizePath  = "/oauth/authorize"
+	TokenPath      = "/oauth/token"
+	UserinfoPath   = "/oauth/userinfo"
+	RevokePath     = "/oauth/revoke"
+	IntrospectPath = "/oauth/introspect"
+	KeysPath       = "/oauth/keys"
+	// ConsentPath is where the library sends the browser to sign in and
+	// consent; the server package serves it.
+	ConsentPath = "/oauth/consent"
+)
+
+// requestTTL bounds a flow from /oauth/authorize to consent.
+const requestTTL = 10 * time.Minute
+
+// Config configures the authorization server.
+type Config struct {
+	// Issuer is the public base URL (no trailing slash).
+	Issuer string
+	// AccessTokenTTL defaults to valet.DefaultAccessTTL.
+	AccessTokenTTL time.Duration
+	// Secret is the server secret (VALET_SECRET): signing keys are sealed
+	// with a key derived from it, and so are pending authorization requests.
+	Secret []byte
+	Clock  valet.Clock
+}
+
+// Server is the OAuth 2.0 / OpenID Connect provider: the library's
+// LegacyServer with valet's token rules around it.
+type Server struct {
+	*op.LegacyServer
+	store       valet.OAuthStore
+	clock       valet.Clock
+	issuer      string
+	accessTTL   time.Duration
+	requestKey  []byte
+	keys        *keyring
+	consentPath string
+	handler     http.Handler
+}
+
+// New builds the provider on store, creating signing keys on first start.
+func New(ctx context.Context, store valet.OAuthStore, cfg Config) (*Server, error) {
+	s := &Server{store: store, clock: cfg.Clock, issuer: strings.TrimRight(cfg.Issuer, "/"),
+		accessTTL: cfg.AccessTokenTTL, consentPath: ConsentPath}
+	if s.clock == nil {
+		s.clock = valet.SystemClock{}
+	}
+	if s.accessTTL <= 0 {
+		s.accessTTL = valet.DefaultAccessTTL
+	}
+	var err error
+	if s.requestKey, err = valet.DeriveKey(cfg.Secret, "authorization requests"); err != nil {
+		return nil, err
+	}
+	sealKey, err := valet.DeriveKey(cfg.Secret, "signing keys")
+	if err != nil {
+		return nil, err
+	}
+	s.keys = &keyring{store: store, seal: sealKey, clock: s.clock}
+	if err := s.keys.load(ctx); err != nil {
+		return nil, err
+	}
+	var scopes []string
+	for _, info := range valet.Scopes {
+		scopes = append(scopes, string(info.Scope))
+	}
+	config := &op.Config{
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+		SupportedScopes:       scopes,
+		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "at_hash", "email", "email_verified", "name", "account"},
+	}
+	opts := []op.Option{op.WithCrypto(noCrypto{})}
+	if strings.HasPrefix(s.issuer, "http://") {
+		opts = append(opts, op.WithAllowInsecure())
+	}
+	provider, err := op.NewOpenIDProvider(s.issuer, config, storage{s}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.LegacyServer = op.NewLegacyServer(provider, op.Endpoints{
+		Authorization: op.NewEndpoint(AuthorizePath),
+		Token:         op.NewEndpoint(TokenPath),
+		Userinfo:      op.NewEndpoint(UserinfoPath),
+		Revocation:    op.NewEndpoint(RevokePath),
+		Introspection: op.NewEndpoint(IntrospectPath),
+		JwksURI:       op.NewEndpoint(KeysPath),
+	})
+	h := op.RegisterLegacyServer(s, s.callback, op.WithServerCORSOptions(&cors.Options{
+		AllowOriginFunc:  func(string) bool { return true },
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:   []string{"Authorization", "Content-Type"},
+		AllowCredentials: false,
+		MaxAge:           600,
+	}))
+	s.handler = s.wrap(h)
+	return s, nil
+}
+
+// Handler serves /oauth/... and /.well-known/openid-configuration.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// noCrypto refuses: valet's tokens are opaque random values stored hashed,
+// never encrypted ids, so no library path may mint one.
+type noCrypto struct{}
+
+func (noCrypto) Encrypt(string) (string, error) { return "", errors.New("authserver: not supported") }
+func (noCrypto) Decrypt(string) (string, error) { return "", errors.New("authserver: not supported") }
+
+type ctxKey int
+
+const (
+	hintKey ctxKey = iota
+	rawScopeKey
+)
+
+type algKey struct{}
+
+func accountHint(ctx context.Context) string {
+	h, _ := ctx.Value(hintKey).(string)
+	return h
+}
+
+// wrap adds what the library lacks around its handler: the raw scope and
+// account hint for Authorize, RFC 9207 iss on authorization responses, an
+// HTML page instead of a JSON error where the authorize endpoint cannot
+// redirect, and no-store on token answers.
+func (s *Server) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AuthorizePath, AuthorizePath + "/callback":
+			_ = r.ParseForm()
+			ctx := context.WithValue(r.Context(), hintKey, r.Form.Get("account"))
+			ctx = context.WithValue(ctx, rawScopeKey, r.Form.Get("scope"))
+			rec := &bufferedWriter{header: http.Header{}}
+			h.ServeHTTP(rec, r.WithContext(ctx))
+			s.finishAuthorize(w, r, rec)
+			return
+		case TokenPath, RevokePath, IntrospectPath:
+			rec := &bufferedWriter{header: http.Header{}}
+			h.ServeHTTP(rec, r)
+			finishToken(w, rec)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// finishToken marks token answers not cacheable (RFC 6749 §5.1) and answers
+// a failed client authentication with 401 (RFC 6749 §5.2).
+func finishToken(w http.ResponseWriter, rec *bufferedWriter) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if rec.status == http.StatusBadRequest {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error == string(oidc.InvalidClient) {
+			rec.status = http.StatusUnauthorized
+			w.Header().Set("WWW-Authenticate", `Basic realm="valet"`)
+		}
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+func (s *Server) finishAuthorize(w http.ResponseWriter, r *http.Request, rec *bufferedWriter) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	loc := rec.header.Get("Location")
+	if rec.status >= 300 && rec.status < 400 && loc != "" {
+		// A redirect to the app (success or error) carries iss (RFC 9207);
+		// one to our own consent page does not need it.
+		if u, err := url.Parse(loc); err == nil && (u.IsAbs() || strings.HasPrefix(loc, "//")) {
+			q := u.Query()
+			if q.Get("code") != "" || q.Get("error") != "" {
+				q.Set("iss", s.issuer)
+				u.RawQuery = q.Encode()
+				rec.header.Set("Location", u.String())
+			}
+		}
+	} else if rec.status >= 400 {
+		// Until client and redirect URI are known good the answer is a page,
+		// never a redirect.
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(rec.body.Bytes(), &e)
+		writeErrorPage(w, http.StatusBadRequest, e.Error, e.Description)
+		return
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// Discovery advertises valet's choices.
+func (s *Server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Response, error) {
+	p := s.Provider()
+	c := op.CreateDiscoveryConfig(ctx, p, p.Storage())
+	c.ScopesSupported = nil
+	for _, info := range valet.Scopes {
+		c.ScopesSupported = append(c.ScopesSupported, string(info.Scope))
+	}
+	c.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
+	c.ResponseModesSupported = []string{"query"}
+	c.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	c.CodeChallengeMethodsSupported = []oidc.CodeChallengeMethod{oidc.CodeChallengeMethodS256}
+	c.TokenEndpointAuthMethodsSupported = []oidc.AuthMethod{oidc.AuthMethodBasic, oidc.AuthMethodPost}
+	c.RevocationEndpointAuthMethodsSupported = c.TokenEndpointAuthMethodsSupported
+	c.IntrospectionEndpointAuthMethodsSupported = c.TokenEndpointAuthMethodsSupported
+	c.IDTokenSigningAlgValuesSupported = []string{"RS256", "ES256", "EdDSA"}
+	c.AuthorizationEndpoint = s.issuer + AuthorizePath
+	c.TokenEndpoint = s.issuer + TokenPath
+	c.UserinfoEndpoint = s.issuer + UserinfoPath
+	c.RevocationEndpoint = s.issuer + RevokePath
+	c.IntrospectionEndpoint = s.issuer + IntrospectPath
+	c.JwksURI = s.issuer + KeysPath
+	c.EndSessionEndpoint = ""
+	return op.NewResponse(discovery{DiscoveryConfiguration: c, IssParameterSupported: true}), nil
+}
+
+type discovery struct {
+	*oidc.DiscoveryConfiguration
+	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+}
+
+// Authorize adds valet's rules once client and redirect URI are known good:
+// every requested scope registered (else invalid_scope), PKCE S256 for
+// public apps, plain refused, query response mode only.
+func (s *Server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthRequest]) (*op.Redirect, error) {
+	c, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	raw, _ := ctx.Value(rawScopeKey).(string)
+	requested, err := valet.ParseScopes(raw)
+	if err != nil || !c.app.Scopes.Contains(requested) {
+		return nil, oidc.ErrInvalidScope().WithDescription("the app did not register some of the requested scopes")
+	}
+	if len(requested) == 0 {
+		return nil, oidc.ErrInvalidScope().WithDescription("no scope requested")
+	}
+	// The request travels sealed in the consent page's URL: bound what it carries.
+	if len(r.Data.State) > 1024 || len(r.Data.Nonce) > 1024 || len(r.Data.CodeChallenge) > 128 {
+		return nil, oidc.ErrInvalidRequest().WithDescription("state and nonce are limited to 1024 characters, code_challenge to 128")
+	}
+	if r.Data.ResponseMode != "" && r.Data.ResponseMode != oidc.ResponseModeQuery {
+		return nil, oidc.ErrInvalidRequest().WithDescription("only response_mode=query is supported")
+	}
+	if r.Data.CodeChallenge != "" && r.Data.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
+		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256")
+	}
+	if c.app.Public && r.Data.CodeChallenge == "" {
+		return nil, oidc.ErrInvalidRequest().WithDescription("PKCE (S256) is required for this app")
+	}
+	r.Data.Scopes = oidc.SpaceDelimitedArray(strings.Fields(requested.String()))
+	return s.LegacyServer.Authorize(ctx, r)
+}
+
+// Pending returns the authorization request behind a consent page's id.
+// Errors: ENOTFOUND (unknown, forged or expired).
+func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthorization, error) {
+	a, err := s.unseal(id)
+	if err != nil || a.Done() {
+		return nil, valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
+	}
+	app, err := s.store.FindApp(ctx, a.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	return &valet.PendingAuthorization{ID: id, App: app, Scopes: valet.ScopeSet(toScopes(a.Scopes)),
+		AccountHint: a.AccountHint, Expires: time.UnixMicro(a.Expires).UTC()}, nil
+}
+
+// Approve records the user's consent on the account and returns where the
+// browser goes next: the library's callback, which answers the app with a
+// code. Errors: ENOTFOUND, and the store's Consent errors.
+func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time) (string, error) {
+	a, err := s.unseal(id)
+	if err != nil || a.Done() {
+		return "", valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
+	}
+	app, err := s.store.FindApp(ctx, a.ClientID)
+	if err != nil {
+		return "", err
+	}
+	g, err := s.store.Consent(ctx, accountID, userID, app.ID, valet.ScopeSet(toScopes(a.Scopes)))
+	if err != nil {
+		return "", err
+	}
+	a.UserID, a.AccountID, a.GrantID, a.AuthTime = userID, accountID, g.ID, authTime.UnixMicro()
+	// The approved request is good for a short hop to the callback only.
+	a.Expires = min(a.Expires, s.clock.Now().Add(time.Minute).UnixMicro())
+	done, err := s.seal(a)
+	if err != nil {
+		return "", err
+	}
+	return s.LegacyServer.AuthCallbackURL()(ctx, done), nil
+}
+
+// Deny records the refusal and returns the app's redirect URI with
+// error=access_denied, state and iss. Errors: ENOTFOUND.
+func (s *Server) Deny(ctx context.Context, id string, userID, accountID int64) (string, error) {
+	a, err := s.unseal(id)
+	if err != nil || a.Done() {
+		return "", valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
+	}
+	app, err := s.store.FindApp(ctx, a.ClientID)
+	if err != nil {
+		return "", err
+	}
+	details, _ := json.Marshal(map[string]any{"user_id": userID, "scopes": strings.Join(a.Scopes, " ")})
+	if err := s.store.AppendAudit(ctx, &valet.AuditEntry{AccountID: accountID, ActorUserID: userID, AppID: app.ID,
+		Action: valet.AuditConsentDenied, Details: details}); err != nil {
+		return "", err
+	}
+	return op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery, &authError{
+		Error: "access_denied", Description: "The user denied the request.", State: a.State, Issuer: s.issuer,
+	}, s.Provider().Encoder())
+}
+
+type authError struct {
+	Error       string `schema:"error"`
+	Description string `schema:"error_description,omitempty"`
+	State       string `schema:"state,omitempty"`
+	Issuer      string `schema:"iss"`
+}
+
+type codeResponse struct {
+	Code   string `schema:"code"`
+	State  string `schema:"state,omitempty"`
+	Issuer string `schema:"iss"`
+}
+
+// callback answers the app with a code once the request is approved.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	a, err := s.unseal(r.FormValue("id"))
+	if err != nil || !a.Done() {
+		writeErrorPage(w, http.StatusBadRequest, "invalid_request", "This authorization request is unknown or has expired. Please start again from the app.")
+		return
+	}
+	code, err := s.store.CreateAuthCode(r.Context(), &valet.AuthCode{GrantID: a.GrantID, RedirectURI: a.RedirectURI,
+		CodeChallenge: a.Challenge, CodeChallengeMethod: string(a.ChallengeMeth), Nonce: a.Nonce,
+		Scopes: valet.ScopeSet(toScopes(a.Scopes)), AuthTime: a.GetAuthTime()})
+	var to string
+	if err != nil {
+		to, err = op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery, &authError{
+			Error: "access_denied", Description: "The grant was revoked.", State: a.State, Issuer: s.issuer}, s.Provider().Encoder())
+	} else {
+		to, err = op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery,
+			&codeResponse{Code: code, State: a.State, Issuer: s.issuer}, s.Provider().Encoder())
+	}
+	if err != nil {
+		writeErrorPage(w, http.StatusInternalServerError, "server_error", "")
+		return
+	}
+	http.Redirect(w, r, to, http.StatusFound)
+}
+
+// tokenResponse is RFC 6749 §5.1's answer with the account the app was
+// installed on.
+type tokenResponse struct {
+	*oidc.AccessTokenResponse
+	Account string `json:"account"`
+}
+
+func (s *Server) tokenAnswer(ctx context.Context, c *client, issued *valet.IssuedTokens, withIDToken bool) (*op.Response, error) {
+	resp := &oidc.AccessTokenResponse{
+		AccessToken:  issued.AccessToken,
+		TokenType:    oidc.BearerToken,
+		RefreshToken: issued.RefreshToken,
+		ExpiresIn:    uint64(issued.AccessTokenTTL / time.Second),
+		Scope:        oidc.SpaceDelimitedArray(strings.Fields(issued.Scopes.String())),
+	}
+	if withIDToken && issued.Scopes.Has(valet.ScopeOpenID) {
+		req := &authRequest{ClientID: c.app.ClientID, Nonce: issued.Nonce, Scopes: resp.Scope,
+			UserID: issued.UserID, AuthTime: issued.AuthTime.UnixMicro()}
+		idToken, err := op.CreateIDToken(context.WithValue(ctx, algKey{}, c.app.IDTokenAlg), s.issuer, req,
+			c.IDTokenLifetime(), issued.AccessToken, "", s.Provider().Storage(), c)
+		if err != nil {
+			return nil, oidc.ErrServerError().WithParent(err)
+		}
+		resp.IDToken = idToken
+	}
+	out := op.NewResponse(tokenResponse{AccessTokenResponse: resp, Account: issued.AccountName})
+	out.Header = http.Header{"Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
+	return out, nil
+}
+
+// grantError maps the store's refusals to RFC 6749 errors.
+func grantError(err error) error {
+	var oe *oidc.Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	switch valet.ErrorCode(err) {
+	case valet.ENOTFOUND, valet.EUNAUTHORIZED, valet.ECONFLICT:
+		return oidc.ErrInvalidGrant().WithDescription("%s", valet.ErrorMessage(err))
+	case valet.EINVALID:
+		return oidc.ErrInvalidScope().WithDescription("a refresh can only narrow the granted scopes")
+	}
+	return oidc.ErrServerError().WithParent(err)
+}
+
+// CodeExchange redeems a code. Unlike the library's, it requires the PKCE
+// verifier whenever the code was issued with a challenge (RFC 9700
+// §2.1.1), for confidential apps too.
+func (s *Server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
+	c, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	issued, err := s.store.ExchangeAuthCode(ctx, r.Data.Code, func(code *valet.AuthCode) error {
+		if code.AppID != c.app.ID {
+			return oidc.ErrInvalidGrant().WithDescription("the code was issued to another client")
+		}
+		if code.RedirectURI != r.Data.RedirectURI {
+			return oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request")
+		}
+		if code.CodeChallenge == "" {
+			if c.app.Public {
+				return oidc.ErrInvalidGrant().WithDescription("PKCE is required")
+			}
+			if r.Data.CodeVerifier != "" {
+				return oidc.ErrInvalidGrant().WithDescription("code_verifier without code_challenge")
+			}
+			return nil
+		}
+		if r.Data.CodeVerifier == "" {
+			return oidc.ErrInvalidGrant().WithDescription("code_verifier is required")
+		}
+		return op.AuthorizeCodeChallenge(r.Data.CodeVerifier, &oidc.CodeChallenge{
+			Challenge: code.CodeChallenge, Method: oidc.CodeChallengeMethod(code.CodeChallengeMethod)})
+	}, s.accessTTL)
+	if err != nil {
+		return nil, grantError(err)
+	}
+	return s.tokenAnswer(ctx, c, issued, true)
+}
+
+// RefreshToken rotates a refresh token (see valet.OAuthService.Refresh). An
+// ID token comes back only when the request asks for openid again.
+func (s *Server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
+	c, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	scopes := valet.ScopeSet(toScopes(r.Data.Scopes))
+	issued, err := s.store.Refresh(ctx, r.Data.RefreshToken, func(rt *valet.RefreshToken) error {
+		if rt.AppID != c.app.ID {
+			return oidc.ErrInvalidGrant().WithDescription("the refresh token was issued to another client")
+		}
+		return nil
+	}, scopes, s.accessTTL)
+	if err != nil {
+		return nil, grantError(err)
+	}
+	return s.tokenAnswer(ctx, c, issued, scopes.Has(valet.ScopeOpenID))
+}
+
+// Revocation implements RFC 7009 for the authenticated client's tokens.
+func (s *Server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.RevocationRequest]) (*op.Response, error) {
+	c, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	if err := s.store.RevokeOAuthToken(ctx, c.app.ID, r.Data.Token); err != nil {
+		return nil, op.RevocationError(oidc.ErrServerError().WithParent(err))
+	}
+	return op.NewResponse(nil), nil
+}
+
+// UserInfo answers for a vat_ token holding openid.
+func (s *Server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
+	cred, err := s.store.Authenticate(ctx, r.Data.AccessToken)
+	if err != nil || cred.Kind != valet.CredentialOAuth {
+		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("access token invalid"), http.StatusUnauthorized)
+	}
+	if !cred.Scopes.Has(valet.ScopeOpenID) {
+		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the token lacks the openid scope"), http.StatusForbidden)
+	}
+	user, err := s.store.FindUserByID(ctx, cred.UserID)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	account, err := s.store.FindAccountByID(ctx, cred.AccountID)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	info := &oidc.UserInfo{}
+	setUserClaims(info, user, cred.Scopes)
+	info.AppendClaims("account", account.Name)
+	return op.NewResponse(info), nil
+}
+
+// Introspect implements RFC 7662 for client-authenticated resource servers.
+func (s *Server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
+	cc := r.Data.ClientCredentials
+	if cc == nil {
+		return nil, oidc.ErrInvalidClient()
+	}
+	if err := (storage{s}).AuthorizeClientIDSecret(ctx, cc.ClientID, cc.ClientSecret); err != nil {
+		return nil, err
+	}
+	resp := &oidc.IntrospectionResponse{}
+	cred, err := s.store.Authenticate(ctx, r.Data.Token)
+	if err != nil || cred.Kind != valet.CredentialOAuth {
+		return op.NewResponse(resp), nil
+	}
+	account, err := s.store.FindAccountByID(ctx, cred.AccountID)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	resp.Active = true
+	resp.Scope = oidc.SpaceDelimitedArray(strings.Fields(cred.Scopes.String()))
+	resp.Subject = strconv.FormatInt(cred.UserID, 10)
+	resp.TokenType = oidc.BearerToken
+	resp.Expiration = oidc.FromTime(cred.ExpiresAt)
+	resp.Issuer = s.issuer
+	resp.Claims = map[string]any{"account": account.Name}
+	out := op.NewResponse(resp)
+	out.Header = http.Header{"Cache-Control": {"no-store"}}
+	return out, nil
+}
+
+func writeErrorPage(w http.ResponseWriter, status int, code, description string) {
+	h := w.Header()
+	h.Del("Location")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if description == "" {
+		description = "The request could not be completed."
+	}
+	_, _ = fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorization error</title></head>
+<body><main><h1>This app sent an invalid request</h1><p>%s</p><p>Error: <code>%s</code></p>
+<p>Please go back to the app and try again, or contact its developer.</p></main></body></html>`,
+		html.EscapeString(description), html.EscapeString(code))
+}
+
+// RunJanitor purges expired codes and tokens every interval, in bounded
+// batches, until ctx is done.
+func (s *Server) RunJanitor(ctx context.Context, every time.Duration) {
+	const batch = 1000
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := s.store.PurgeOAuth(ctx, batch)
+			if err != nil {
+				if ctx.Err() == nil {
+					slog.ErrorContext(ctx, "authserver: purging expired tokens", "err", err)
+				}
+				break
+			}
+			if n < batch {
+				break
+			}
+		}
+	}
+}

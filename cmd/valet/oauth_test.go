@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeOAuth starts serve with VALET_SECRET twice on one database: the
+// first start creates the signing keys, the second opens them again.
+func TestServeOAuth(t *testing.T) {
+	db := tempDB(t)
+	var kids []string
+	for range 2 {
+		m := NewMain()
+		m.Command = "serve"
+		m.Config.Addr = "127.0.0.1:0"
+		m.Config.DB = db
+		m.Config.Secret = "a long enough test server secret"
+		m.Config.ShutdownTimeout = 5 * time.Second
+		m.Stdout, m.Stderr = io.Discard, io.Discard
+		if err := m.Config.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		listening := make(chan string, 1)
+		m.OnListen = func(url string) { listening <- url }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		var url string
+		select {
+		case url = <-listening:
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited: %v", err)
+		}
+		var d struct {
+			Issuer string `json:"issuer"`
+			JWKS   string `json:"jwks_uri"`
+		}
+		getJSON(t, url+"/.well-known/openid-configuration", &d)
+		if d.Issuer != url {
+			t.Fatalf("issuer %q, want %q", d.Issuer, url)
+		}
+		var set struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+			} `json:"keys"`
+		}
+		getJSON(t, d.JWKS, &set)
+		if len(set.Keys) != 3 {
+			t.Fatalf("JWKS has %d keys, want RS256, ES256 and EdDSA", len(set.Keys))
+		}
+		kids = append(kids, set.Keys[0].Kid)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kids[0] != kids[1] {
+		t.Fatalf("signing keys changed across restarts: %v", kids)
+	}
+
+	m := NewMain()
+	m.Config.Secret = "short"
+	if err := m.Config.Validate(); err == nil {
+		t.Fatal("a short VALET_SECRET was accepted")
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAdminApps(t *testing.T) {
+	db := tempDB(t)
+	env := map[string]string{"VALET_DB": db}
+	r := runCLI(t, env, "admin", "app", "create", "--name", "Hub", "--redirect-uri", "https://hub.example/cb",
+		"--redirect-uri", "http://127.0.0.1:8081/cb", "--scopes", "openid email offline tickets:read", "--developer", "Hub Inc")
+	var created struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+		App          struct {
+			RedirectURIs []string `json:"redirect_uris"`
+		} `json:"app"`
+	}
+	r.decode(t, &created)
+	if r.code != 0 || created.ClientID == "" || !strings.HasPrefix(created.ClientSecret, "vcs_") || len(created.App.RedirectURIs) != 2 {
+		t.Fatalf("app create: %+v\n%s", created, r.stderr)
+	}
+	r = runCLI(t, env, "admin", "app", "create", "--name", "CLI", "--public", "--redirect-uri", "http://localhost/cb", "--scopes", "openid")
+	var public struct {
+		ClientSecret *string `json:"client_secret"`
+	}
+	r.decode(t, &public)
+	if r.code != 0 || public.ClientSecret != nil {
+		t.Fatalf("public app: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, env, "admin", "app", "create", "--name", "Bad", "--redirect-uri", "http://evil.example/cb", "--scopes", "openid")
+	if r.code != 1 || !strings.Contains(r.stderr, "redirect_uris") {
+		t.Fatalf("bad redirect: %d %s", r.code, r.stderr)
+	}
+	r = runCLI(t, env, "admin", "app", "create", "--name", "NoURI", "--scopes", "openid")
+	if r.code != 2 {
+		t.Fatalf("missing --redirect-uri: %d %s", r.code, r.stderr)
+	}
+
+	r = runCLI(t, env, "admin", "app", "list")
+	var list struct {
+		Data []struct {
+			ClientID string `json:"client_id"`
+		} `json:"data"`
+	}
+	r.decode(t, &list)
+	if len(list.Data) != 2 {
+		t.Fatalf("app list: %s", r.stdout)
+	}
+
+	r = runCLI(t, env, "admin", "app", "rotate-secret", "--client-id", created.ClientID)
+	var rotated struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	r.decode(t, &rotated)
+	if r.code != 0 || rotated.ClientSecret == created.ClientSecret || !strings.HasPrefix(rotated.ClientSecret, "vcs_") {
+		t.Fatalf("rotate: %s %s", r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, env, "admin", "account", "create", "--name", "acme", "--owner-email", "o@acme.test", "--owner-password", "a good long password")
+	if r.code != 0 {
+		t.Fatalf("account create: %s", r.stderr)
+	}
+	for _, args := range [][]string{{"grant", "list"}, {"audit", "list"}} {
+		r = runCLI(t, env, append([]string{"admin"}, append(args, "--account", "acme")...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, `"data": []`) {
+			t.Fatalf("%v: %d %s %s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	r = runCLI(t, env, "admin", "grant", "revoke", "--account", "acme", "--id", "99")
+	if r.code != 1 || !strings.Contains(r.stderr, "not_found") {
+		t.Fatalf("revoke unknown grant: %d %s", r.code, r.stderr)
+	}
+
+	r = runCLI(t, env, "admin", "app", "delete", "--client-id", created.ClientID)
+	if r.code != 0 {
+		t.Fatalf("delete: %s", r.stderr)
+	}
+	r = runCLI(t, env, "admin", "app", "delete", "--client-id", created.ClientID)
+	if r.code != 1 {
+		t.Fatalf("delete again: %d %s", r.code, r.stderr)
+	}
+}
+
+func TestAdminKeysRotate(t *testing.T) {
+	env := map[string]string{"VALET_DB": tempDB(t), "VALET_SECRET": "a long enough test server secret"}
+	for range 2 {
+		r := runCLI(t, env, "admin", "keys", "rotate")
+		var out struct {
+			Created []struct {
+				Kid string `json:"kid"`
+				Alg string `json:"alg"`
+			} `json:"created"`
+		}
+		r.decode(t, &out)
+		if r.code != 0 || len(out.Created) != 3 {
+			t.Fatalf("keys rotate: %d %s %s", r.code, r.stdout, r.stderr)
+		}
+	}
+	env["VALET_SECRET"] = "a different secret, not the one"
+	if r := runCLI(t, env, "admin", "keys", "rotate"); r.code != 1 {
+		t.Fatalf("rotate with the wrong secret: %d %s", r.code, r.stderr)
+	}
+	delete(env, "VALET_SECRET")
+	if r := runCLI(t, env, "admin", "keys", "rotate"); r.code != 2 {
+		t.Fatalf("rotate without a secret: %d %s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/valethq/valet"
+	"github.com/valethq/valet/webui"
+)
+
+// OAuthProvider is the authorization server as the pages need it; the
+// authserver package implements it and cmd/valet wires it in.
+type OAuthProvider interface {
+	// Handler serves /oauth/... and /.well-known/....
+	Handler() http.Handler
+	// Pending returns the request behind a consent page id. Errors: ENOTFOUND.
+	Pending(ctx context.Context, id string) (*valet.PendingAuthorization, error)
+	// Approve records consent and returns where the browser goes next.
+	Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time) (string, error)
+	// Deny records the refusal and returns the app's error redirect.
+	Deny(ctx context.Context, id string, userID, accountID int64) (string, error)
+}
+
+// WithOAuth mounts the authorization server and its consent page.
+func WithOAuth(p OAuthProvider) Option { return func(s *Server) { s.oauth = p } }
+
+// registerOAuth mounts the provider when one was given.
+func (s *Server) registerOAuth(mux *http.ServeMux) {
+	if s.oauth == nil {
+		return
+	}
+	h := s.oauth.Handler()
+	for _, method := range []string{"GET", "POST", "OPTIONS"} {
+		mux.Handle(method+" /oauth/", h)
+		mux.Handle(method+" /.well-known/", h)
+	}
+	mux.Handle("GET /oauth/consent", s.page(false, s.consentPage))
+	mux.Handle("POST /oauth/consent", s.page(false, s.postConsent))
+	mux.Handle("GET /settings/apps", s.page(true, s.connectedAppsPage))
+	mux.Handle("POST /settings/apps/{id}/revoke", s.page(true, s.postRevokeGrant))
+	mux.Handle("GET /developers", s.page(false, s.developersPage))
+	mux.Handle("POST /developers/apps", s.page(false, s.postApp))
+	mux.Handle("POST /developers/apps/{id}/rotate", s.page(false, s.postRotateSecret))
+	mux.Handle("POST /developers/apps/{id}/delete", s.page(false, s.postDeleteApp))
+}
+
+// consentAccount picks the account a consent is for: the one named in the
+// form or by the app's account= hint, else the session's, else the only one.
+func consentAccount(ps *pageSession, formAccount, hint string) *valet.Account {
+	for i := range ps.memberships {
+		a := &ps.memberships[i].Account
+		if formAccount != "" && strconv.FormatInt(a.ID, 10) == formAccount {
+			return a
+		}
+	}
+	if formAccount != "" {
+		return nil
+	}
+	for i := range ps.memberships {
+		if a := &ps.memberships[i].Account; hint != "" && a.Name == hint {
+			return a
+		}
+	}
+	if ps.account != nil {
+		return ps.account
+	}
+	if len(ps.memberships) == 1 {
+		return &ps.memberships[0].Account
+	}
+	return nil
+}
+
+// consentPage asks for the scopes the app does not hold yet on the account,
+// or hands straight back when it holds them all (remembered consent).
+func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSession) error {
+	ctx := r.Context()
+	pending, err := s.oauth.Pending(ctx, r.URL.Query().Get("id"))
+	if err != nil {
+		return err
+	}
+	if len(ps.memberships) == 0 {
+		return valet.Errorf(valet.EFORBIDDEN, "You are not a member of any helpdesk account, so there is nothing to connect this app to.")
+	}
+	account := consentAccount(ps, "", pending.AccountHint)
+	var granted valet.ScopeSet
+	if account != nil {
+		if store, ok := s.store.(valet.OAuthService); ok {
+			g, err := store.FindActiveGrant(ctx, account.ID, ps.user.ID, pending.App.ID)
+			if err != nil && valet.ErrorCode(err) != valet.ENOTFOUND {
+				return err
+			}
+			if g != nil {
+				granted = g.Scopes
+			}
+		}
+		if granted.Contains(pending.Scopes) {
+			to, err := s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime)
+			if err != nil {
+				return err
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return nil
+		}
+	}
+	p := &webui.ConsentPage{Layout: s.layout(w, r, ps, "Allow "+pending.App.Name+"?", ""), ID: pending.ID,
+		App: pending.App, Accounts: ps.memberships, Account: account}
+	for _, info := range valet.Scopes { // in the catalog's order
+		sc := info.Scope
+		if !pending.Scopes.Has(sc) {
+			continue
+		}
+		if granted.Has(sc) {
+			p.Granted = append(p.Granted, info)
+		} else {
+			p.New = append(p.New, info)
+		}
+	}
+	// The form's answer redirects to the app: let the browser follow it.
+	formAction := "'self'"
+	for _, u := range pending.App.RedirectURIs {
+		if parsed, err := url.Parse(u); err == nil {
+			formAction += " " + parsed.Scheme + "://" + parsed.Host
+		}
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	w.Header().Set("Cache-Control", "no-store")
+	return s.pages.ui.Consent(w, http.StatusOK, p)
+}
+
+// postConsent records Allow or Deny (CSRF checked by page).
+func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSession) error {
+	ctx := r.Context()
+	pending, err := s.oauth.Pending(ctx, r.PostFormValue("id"))
+	if err != nil {
+		return err
+	}
+	account := consentAccount(ps, r.PostFormValue("account"), pending.AccountHint)
+	var to string
+	switch r.PostFormValue("action") {
+	case "allow":
+		if account == nil {
+			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
+		}
+		to, err = s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime)
+	case "deny":
+		var accountID int64 // a refusal needs no account
+		if account != nil {
+			accountID = account.ID
+		}
+		to, err = s.oauth.Deny(ctx, pending.ID, ps.user.ID, accountID)
+	default:
+		return valet.Errorf(valet.EINVALID, "Choose Allow or Deny.")
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+	return nil
+}
+
+// connectedApps returns the grants ps may see: all of the account's for
+// owners and admins, the user's own for everyone else.
+func (s *Server) connectedApps(ctx context.Context, ps *pageSession) ([]webui.ConnectedApp, error) {
+	store, ok := s.store.(valet.OAuthService)
+	if !ok {
+		return nil, valet.Errorf(valet.ENOTFOUND, "There is no page at this address.")
+	}
+	grants, err := store.ListGrants(ctx, ps.account.ID)
+	if err != nil {
+		return nil, err
+	}
+	apps, err := store.ListApps(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]valet.App, len(apps))
+	for _, a := range apps {
+		byID[a.ID] = a
+	}
+	var out []webui.ConnectedApp
+	for _, g := range grants {
+		if !ps.canManage() && g.UserID != ps.user.ID {
+			continue
+		}
+		row := webui.ConnectedApp{Grant: g, App: byID[g.AppID], CanRevoke: true, ApprovedBy: "someone who left"}
+		if u, err := s.store.FindUserByID(ctx, g.UserID); err == nil {
+			row.ApprovedBy = u.Name
+		}
+		for _, info := range valet.Scopes {
+			if g.Scopes.Has(info.Scope) {
+				row.Scopes = append(row.Scopes, info)
+			}
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+func (s *Server) connectedAppsPage(w http.ResponseWriter, r *http.Request, ps *pageSession) error {
+	apps, err := s.connectedApps(r.Context(), ps)
+	if err != nil {
+		return err
+	}
+	p := &webui.ConnectedAppsPage{Layout: s.layout(w, r, ps, "Connected apps", "settings"), CanManage: ps.canManage(), Apps: apps}
+	return s.pages.ui.ConnectedApps(w, http.StatusOK, p)
+}
+
+// postRevokeGrant revokes an installed app: its tokens stop working at once.
+func (s *Server) postRevokeGrant(w http.ResponseWriter, r *http.Request, ps *pageSession) error {
+	ctx := r.Context()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return valet.Errorf(valet.ENOTFOUND, "This app is not connected.")
+	}
+	apps, err := s.connectedApps(ctx, ps)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(apps, func(a webui.ConnectedApp) bool { return a.Grant.ID == id })
+	if i < 0 {
+		return valet.Errorf(valet.ENOTFOUND, "This app is not connected.")
+	}
+	if err := s.store.RevokeGrant(ctx, ps.account.ID, id); err != nil {
+		return err
+	}
+	details, _ := json.Marshal(map[string]any{"grant_id": id, "by": "connected apps page"})
+	if err := s.store.(valet.OAuthService).AppendAudit(ctx, &valet.AuditEntry{AccountID: ps.account.ID,
+		ActorUserID: ps.user.ID, AppID: apps[i].App.ID, Action: valet.AuditGrantRevoked, Details: details}); err != nil {
+		return err
+	}
+	s.redirectWithFlash(w, r, "/settings/apps", apps[i].App.Name+" no longer has access to this account.")
+	return nil
+}

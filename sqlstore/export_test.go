@@ -1,0 +1,47 @@
+package sqlstore
+
+import (
+	"context"
+	"runtime"
+	"strings"
+
+	"github.com/valethq/valet"
+)
+
+// ExplainListTickets returns SQLite's EXPLAIN QUERY PLAN of the query
+// ListTickets runs for f, one line per plan step, on a reader connection
+// (which sees the statistics of the last Analyze).
+func (s *Store) ExplainListTickets(ctx context.Context, accountID int64, f valet.TicketFilter) ([]string, error) {
+	query, args, _, err := listTicketsQuery(accountID, f)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, err
+		}
+		plan = append(plan, strings.TrimSpace(detail))
+	}
+	return plan, rows.Err()
+}
+
+// Exec runs a statement on the writer connection.
+func (s *Store) Exec(ctx context.Context, query string) error {
+	_, err := s.w.ExecContext(ctx, query)
+	return err
+}
+
+// ReloadStatistics closes the idle readers, so that the next ones load the
+// statistics as they are now.
+func (s *Store) ReloadStatistics() {
+	s.r.SetMaxIdleConns(0)
+	s.r.SetMaxIdleConns(max(4, runtime.NumCPU()))
+}

@@ -1,0 +1,367 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/valethq/valet"
+)
+
+// CreateAuthCode implements valet.OAuthService.
+func (s *Store) CreateAuthCode(ctx context.Context, c *valet.AuthCode) (string, error) {
+	const op = "sqlstore.CreateAuthCode"
+	scopes, err := valet.ParseScopes(c.Scopes.String())
+	if err != nil {
+		return "", s.fail(op, err, "")
+	}
+	if c.RedirectURI == "" {
+		return "", invalid(op, "redirect_uri", "is required")
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return "", s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1 AND revoked_at IS NULL`, c.GrantID))
+	if err != nil {
+		return "", s.fail(op, err, "Grant not found.")
+	}
+	if !g.Scopes.Contains(scopes) {
+		return "", invalid(op, "scopes", "must be among the grant's scopes")
+	}
+	code := valet.NewSecret("")
+	c.Scopes, c.AppID, c.AccountID, c.UserID = scopes, g.AppID, g.AccountID, g.UserID
+	c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime = tx.now, tx.now.Add(valet.AuthCodeTTL), nil
+	if c.AuthTime.IsZero() {
+		c.AuthTime = tx.now
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO auth_codes (code_hash, grant_id, redirect_uri, code_challenge,
+		challenge_method, nonce, scopes, auth_time, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		valet.HashSecret(code), c.GrantID, c.RedirectURI, c.CodeChallenge, c.CodeChallengeMethod, c.Nonce,
+		scopes.String(), micros(c.AuthTime), micros(tx.now), micros(c.ExpiresDatetime)).Scan(&c.ID)
+	if err != nil {
+		return "", s.fail(op, err, "")
+	}
+	return code, s.fail(op, tx.commit(ctx), "")
+}
+
+const msgInvalidGrant = "The authorization grant is invalid, expired or revoked."
+
+// ExchangeAuthCode implements valet.OAuthService.
+func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*valet.AuthCode) error, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	const op = "sqlstore.ExchangeAuthCode"
+	if accessTTL <= 0 {
+		return nil, invalid(op, "ttl", "must be positive")
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	c := &valet.AuthCode{}
+	var scopes string
+	var authTime, created, expires int64
+	var used, grantRevoked sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
+		c.code_challenge, c.challenge_method, c.nonce, c.scopes, c.auth_time, c.created_at, c.expires_at,
+		c.used_at, g.revoked_at
+		FROM auth_codes c JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1`, valet.HashSecret(code)).
+		Scan(&c.ID, &c.GrantID, &c.AppID, &c.AccountID, &c.UserID, &c.RedirectURI, &c.CodeChallenge,
+			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
+	}
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	c.Scopes, c.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
+	c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime = fromMicros(created), fromMicros(expires), fromNullMicros(used)
+	if used.Valid {
+		return nil, s.codeReplay(ctx, tx, c)
+	}
+	if !tx.now.Before(c.ExpiresDatetime) || grantRevoked.Valid {
+		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
+	}
+	if check != nil {
+		if err := check(c); err != nil {
+			return nil, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, micros(tx.now), c.ID)
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, s.fail(op, err, "")
+	} else if n == 0 {
+		// Redeemed concurrently (PostgreSQL): the other exchange has
+		// committed, so its tokens are visible to the revocation.
+		return nil, s.codeReplay(ctx, tx, c)
+	}
+	out, err := tx.issue(ctx, issue{grantID: c.GrantID, codeID: c.ID, scopes: c.Scopes, refreshScopes: c.Scopes,
+		nonce: c.Nonce, authTime: c.AuthTime, familyAt: tx.now, accessTTL: accessTTL,
+		refresh: c.Scopes.Has(valet.ScopeOffline)})
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	return out, s.fail(op, tx.commit(ctx), "")
+}
+
+// codeReplay revokes every token issued from a used code, audits the
+// replay and commits; it returns the ECONFLICT answer.
+func (s *Store) codeReplay(ctx context.Context, tx *tx, c *valet.AuthCode) error {
+	const op = "sqlstore.ExchangeAuthCode"
+	if err := tx.revokeFamily(ctx, c.GrantID, c.ID); err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.audit(ctx, c.AccountID, c.AppID, valet.AuditCodeReplay,
+		map[string]any{"grant_id": c.GrantID, "code_id": c.ID}); err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.commit(ctx); err != nil {
+		return s.fail(op, err, "")
+	}
+	return errorf(op, valet.ECONFLICT, "The authorization code was already used; its tokens are revoked.", nil)
+}
+
+type issue struct {
+	grantID, codeID, parentID int64
+	scopes, refreshScopes     valet.ScopeSet
+	nonce                     string
+	authTime, familyAt        time.Time
+	accessTTL                 time.Duration
+	refresh                   bool
+}
+
+// issue stores a new access token (and refresh token) of a code's family.
+func (tx *tx) issue(ctx context.Context, in issue) (*valet.IssuedTokens, error) {
+	out := &valet.IssuedTokens{GrantID: in.grantID, Scopes: in.scopes, Nonce: in.nonce, AuthTime: in.authTime,
+		AccessTokenTTL: in.accessTTL}
+	err := tx.QueryRowContext(ctx, `SELECT g.app_id, g.account_id, g.user_id, a.name FROM grants g
+		JOIN accounts a ON a.id = g.account_id WHERE g.id = $1`, in.grantID).
+		Scan(&out.AppID, &out.AccountID, &out.UserID, &out.AccountName)
+	if err != nil {
+		return nil, err
+	}
+	out.AccessToken = valet.NewSecret(valet.PrefixAccessToken)
+	out.AccessExpires = tx.now.Add(in.accessTTL)
+	_, err = tx.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		valet.HashSecret(out.AccessToken), in.grantID, in.scopes.String(), micros(tx.now), micros(out.AccessExpires),
+		in.codeID, zeroNull(in.parentID))
+	if err != nil {
+		return nil, err
+	}
+	if !in.refresh {
+		return out, nil
+	}
+	out.RefreshToken = valet.NewSecret(valet.PrefixRefreshToken)
+	expires := tx.now.Add(valet.RefreshIdleTTL)
+	if abs := in.familyAt.Add(valet.RefreshAbsoluteTTL); abs.Before(expires) {
+		expires = abs
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes, nonce,
+		auth_time, family_at, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		valet.HashSecret(out.RefreshToken), in.grantID, in.codeID, zeroNull(in.parentID), in.refreshScopes.String(),
+		in.nonce, micros(in.authTime), micros(in.familyAt), micros(tx.now), micros(expires))
+	return out, err
+}
+
+// revokeFamily revokes every access and refresh token issued from a code.
+func (tx *tx) revokeFamily(ctx context.Context, grantID, codeID int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE access_tokens SET revoked_at = $1
+		WHERE grant_id = $2 AND code_id = $3 AND revoked_at IS NULL`, micros(tx.now), grantID, codeID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1
+		WHERE grant_id = $2 AND code_id = $3 AND revoked_at IS NULL`, micros(tx.now), grantID, codeID)
+	return err
+}
+
+// Refresh implements valet.OAuthService.
+func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.RefreshToken) error, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	const op = "sqlstore.Refresh"
+	if accessTTL <= 0 {
+		return nil, invalid(op, "ttl", "must be positive")
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	rt := &valet.RefreshToken{}
+	var stored string
+	var authTime, familyAt, created, expires, leeway int64
+	var used, revoked, grantRevoked sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes,
+		t.nonce, t.auth_time, t.family_at, t.created_at, t.expires_at, t.used_at, t.revoked_at, g.revoked_at,
+		a.refresh_leeway
+		FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN apps a ON a.id = g.app_id
+		WHERE t.token_hash = $1`, valet.HashSecret(token)).
+		Scan(&rt.ID, &rt.GrantID, &rt.AppID, &rt.AccountID, &rt.UserID, &rt.CodeID, &stored, &rt.Nonce, &authTime,
+			&familyAt, &created, &expires, &used, &revoked, &grantRevoked, &leeway)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
+	}
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	rt.Scopes, rt.AuthTime, rt.FamilyDatetime = parseStoredScopes(stored), fromMicros(authTime), fromMicros(familyAt)
+	rt.CreatedDatetime, rt.ExpiresDatetime, rt.UsedDatetime = fromMicros(created), fromMicros(expires), fromNullMicros(used)
+	if check != nil {
+		if err := check(rt); err != nil {
+			return nil, err
+		}
+	}
+	if revoked.Valid || grantRevoked.Valid {
+		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
+	}
+	if !tx.now.Before(rt.ExpiresDatetime) || !tx.now.Before(rt.FamilyDatetime.Add(valet.RefreshAbsoluteTTL)) {
+		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
+	}
+	access := rt.Scopes
+	if len(scopes) > 0 {
+		if scopes, err = valet.ParseScopes(scopes.String()); err != nil {
+			return nil, s.fail(op, err, "")
+		}
+		if !rt.Scopes.Contains(scopes) {
+			return nil, invalid(op, "scope", "a refresh can only narrow the granted scopes")
+		}
+		access = scopes
+	}
+	if used.Valid {
+		// Reuse. Within the leeway, the immediately preceding token of a
+		// live successor yields a new successor (the client crashed
+		// mid-refresh); anything else revokes the installation.
+		var successor int64
+		inLeeway := leeway > 0 && tx.since(*rt.UsedDatetime) <= time.Duration(leeway)*time.Second
+		if inLeeway {
+			err := tx.QueryRowContext(ctx, `SELECT id FROM refresh_tokens
+				WHERE parent_id = $1 AND used_at IS NULL AND revoked_at IS NULL ORDER BY id DESC LIMIT 1`, rt.ID).Scan(&successor)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, s.fail(op, err, "")
+			}
+		}
+		if successor == 0 {
+			return nil, s.revokeForReuse(ctx, tx, rt)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE id = $2`, micros(tx.now), successor); err != nil {
+			return nil, s.fail(op, err, "")
+		}
+	} else {
+		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, micros(tx.now), rt.ID)
+		if err != nil {
+			return nil, s.fail(op, err, "")
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return nil, s.revokeForReuse(ctx, tx, rt)
+		}
+	}
+	out, err := tx.issue(ctx, issue{grantID: rt.GrantID, codeID: rt.CodeID, parentID: rt.ID, scopes: access,
+		refreshScopes: rt.Scopes, nonce: rt.Nonce, authTime: rt.AuthTime, familyAt: rt.FamilyDatetime,
+		accessTTL: accessTTL, refresh: true})
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	return out, s.fail(op, tx.commit(ctx), "")
+}
+
+// revokeForReuse revokes the grant of a reused refresh token, audits it and
+// commits; it returns the ECONFLICT answer.
+func (s *Store) revokeForReuse(ctx context.Context, tx *tx, rt *valet.RefreshToken) error {
+	const op = "sqlstore.Refresh"
+	if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`,
+		micros(tx.now), rt.GrantID); err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.revokeFamily(ctx, rt.GrantID, rt.CodeID); err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.audit(ctx, rt.AccountID, rt.AppID, valet.AuditRefreshReuse,
+		map[string]any{"grant_id": rt.GrantID, "refresh_token_id": rt.ID}); err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.commit(ctx); err != nil {
+		return s.fail(op, err, "")
+	}
+	return errorf(op, valet.ECONFLICT, "The refresh token was already used; the grant is revoked.", nil)
+}
+
+// RevokeOAuthToken implements valet.OAuthService.
+func (s *Store) RevokeOAuthToken(ctx context.Context, appID int64, token string) error {
+	const op = "sqlstore.RevokeOAuthToken"
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	var grantID, accountID, codeID int64
+	hash := valet.HashSecret(token)
+	switch {
+	case valet.HasSecretPrefix(token, valet.PrefixAccessToken):
+		var tokenID int64
+		err = tx.QueryRowContext(ctx, `SELECT t.id, g.id, g.account_id FROM access_tokens t JOIN grants g ON g.id = t.grant_id
+			WHERE t.token_hash = $1 AND g.app_id = $2`, hash, appID).Scan(&tokenID, &grantID, &accountID)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`,
+				micros(tx.now), tokenID)
+		}
+	case valet.HasSecretPrefix(token, valet.PrefixRefreshToken):
+		err = tx.QueryRowContext(ctx, `SELECT g.id, g.account_id, t.code_id FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
+			WHERE t.token_hash = $1 AND g.app_id = $2`, hash, appID).Scan(&grantID, &accountID, &codeID)
+		if err == nil {
+			err = tx.revokeFamily(ctx, grantID, codeID)
+		}
+	default:
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // RFC 7009 §2.2: an invalid token is not an error
+	}
+	if err != nil {
+		return s.fail(op, err, "")
+	}
+	if err := tx.audit(ctx, accountID, appID, valet.AuditTokenRevoked, map[string]any{"grant_id": grantID}); err != nil {
+		return s.fail(op, err, "")
+	}
+	return s.fail(op, tx.commit(ctx), "")
+}
+
+// PurgeOAuth implements valet.OAuthService, in bounded batches so that a
+// purge never holds the write lock for long.
+func (s *Store) PurgeOAuth(ctx context.Context, limit int) (int, error) {
+	const op = "sqlstore.PurgeOAuth"
+	if limit <= 0 {
+		limit = 1000
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	now := micros(tx.now)
+	total := 0
+	for _, q := range []struct {
+		table  string
+		before int64
+	}{
+		{"access_tokens", now},
+		{"refresh_tokens", now},
+		{"auth_codes", now - valet.CodeTombstoneTTL.Microseconds()},
+	} {
+		res, err := tx.ExecContext(ctx, `DELETE FROM `+q.table+` WHERE id IN
+			(SELECT id FROM `+q.table+` WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)`, q.before, limit)
+		if err != nil {
+			return 0, s.fail(op, err, "")
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, s.fail(op, err, "")
+		}
+		total += int(n)
+	}
+	return total, s.fail(op, tx.commit(ctx), "")
+}

@@ -1,0 +1,640 @@
+package storetest
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valethq/valet"
+)
+
+// Clock is a settable clock for the cases that move time (code expiry,
+// refresh leeway and lifetimes).
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock standing at the current time.
+func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Microsecond)} }
+
+// Now implements valet.Clock.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// RunOAuth runs the authorization server's cases against stores made by
+// open, which returns a fresh store whose clock is clock.
+func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OAuthStore) {
+	cases := []struct {
+		name string
+		fn   func(*testing.T, valet.OAuthStore, *Clock)
+	}{
+		{"Apps", testOAuthApps},
+		{"Consent", testOAuthConsent},
+		{"ConcurrentConsent", testOAuthConcurrentConsent},
+		{"CodeExchange", testOAuthCodeExchange},
+		{"CodeReplay", testOAuthCodeReplay},
+		{"CodeExpiry", testOAuthCodeExpiry},
+		{"ConcurrentCodeExchange", testOAuthConcurrentCodeExchange},
+		{"RefreshRotation", testOAuthRefreshRotation},
+		{"RefreshReuse", testOAuthRefreshReuse},
+		{"RefreshLeeway", testOAuthRefreshLeeway},
+		{"RefreshLifetimes", testOAuthRefreshLifetimes},
+		{"RevokeToken", testOAuthRevokeToken},
+		{"Purge", testOAuthPurge},
+		{"SigningKeys", testOAuthSigningKeys},
+		{"Audit", testOAuthAudit},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			clock := NewClock()
+			c.fn(t, open(t, clock), clock)
+		})
+	}
+}
+
+func newApp(t *testing.T, s valet.OAuthStore, mod ...func(*valet.App)) (*valet.App, string) {
+	t.Helper()
+	a := &valet.App{Name: "Hub", DeveloperName: "Hub Inc", RedirectURIs: []string{"https://hub.example/cb"},
+		Scopes: valet.ScopeSet{"openid", "email", "offline", "tickets:read", "tickets:write"}}
+	for _, m := range mod {
+		m(a)
+	}
+	secret, err := s.RegisterApp(ctx, a)
+	must(t, err)
+	return a, secret
+}
+
+// consentCode makes a grant for the fixture's owner and a code for scopes.
+func consentCode(t *testing.T, f *fixture, s valet.OAuthStore, app *valet.App, scopes string) (*valet.Grant, string) {
+	t.Helper()
+	set, err := valet.ParseScopes(scopes)
+	must(t, err)
+	g, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, set)
+	must(t, err)
+	code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0],
+		CodeChallenge: "challenge", CodeChallengeMethod: "S256", Nonce: "n-0S6", Scopes: set})
+	must(t, err)
+	return g, code
+}
+
+func wantAuth(t *testing.T, s valet.OAuthStore, token string, ok bool) *valet.Credential {
+	t.Helper()
+	c, err := s.Authenticate(ctx, token)
+	if ok {
+		must(t, err)
+		return c
+	}
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	return nil
+}
+
+func auditActions(t *testing.T, s valet.OAuthStore, accountID int64) []string {
+	t.Helper()
+	entries, err := s.ListAudit(ctx, accountID, 100)
+	must(t, err)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Action)
+	}
+	return out
+}
+
+func testOAuthApps(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	conf, secret := newApp(t, s, func(a *valet.App) { a.OwnerUserID = f.owner.ID; a.RefreshLeeway = 5 })
+	if !strings.HasPrefix(secret, valet.PrefixClientSecret) || len(conf.SecretHash) != 32 || conf.SecretHint == "" {
+		t.Fatalf("confidential app: secret %q, hash %x, hint %q", secret, conf.SecretHash, conf.SecretHint)
+	}
+	pub, pubSecret := newApp(t, s, func(a *valet.App) { a.Public = true; a.Name = "CLI"; a.OwnerUserID = f.owner.ID })
+	if pubSecret != "" || pub.SecretHash != nil {
+		t.Fatalf("public app got a secret %q", pubSecret)
+	}
+	got, err := s.FindApp(ctx, conf.ClientID)
+	must(t, err)
+	wantEqual(t, got.SecretHash, valet.HashSecret(secret))
+	wantEqual(t, got.RedirectURIs, conf.RedirectURIs)
+	wantEqual(t, got.Scopes, conf.Scopes)
+	wantEqual(t, got.RefreshLeeway, 5)
+	wantEqual(t, got.IDTokenAlg, valet.AlgRS256)
+	wantEqual(t, got.DeveloperName, "Hub Inc")
+	wantTime(t, "created", got.CreatedDatetime)
+	gotPub, err := s.FindApp(ctx, pub.ClientID)
+	must(t, err)
+	if !gotPub.Public || gotPub.SecretHash != nil {
+		t.Fatalf("public app read back as %+v", gotPub)
+	}
+	_, err = s.FindApp(ctx, "nope")
+	wantCode(t, err, valet.ENOTFOUND)
+
+	apps, err := s.ListApps(ctx, f.owner.ID)
+	must(t, err)
+	wantEqual(t, len(apps), 2)
+	wantEqual(t, apps[0].ID, pub.ID)
+	newApp(t, s, func(a *valet.App) { a.Name = "Unowned" })
+	all, err := s.ListApps(ctx, 0)
+	must(t, err)
+	wantEqual(t, len(all), 3)
+
+	_, err = s.RegisterApp(ctx, &valet.App{Name: "Bad", RedirectURIs: []string{"http://evil.example/cb"}, Scopes: valet.ScopeSet{"openid"}})
+	wantField(t, err, "redirect_uris")
+	_, err = s.RegisterApp(ctx, &valet.App{ClientID: conf.ClientID, Name: "Dup", RedirectURIs: []string{"https://x.example/cb"}, Scopes: valet.ScopeSet{"openid"}})
+	wantCode(t, err, valet.ECONFLICT)
+
+	got.Name, got.RedirectURIs, got.IDTokenAlg = "Hub 2", []string{"https://hub.example/cb", "http://127.0.0.1:8080/cb"}, valet.AlgES256
+	must(t, s.UpdateApp(ctx, got))
+	again, err := s.FindApp(ctx, conf.ClientID)
+	must(t, err)
+	wantEqual(t, again.Name, "Hub 2")
+	wantEqual(t, again.RedirectURIs, got.RedirectURIs)
+	wantEqual(t, again.IDTokenAlg, valet.AlgES256)
+	wantEqual(t, again.SecretHash, valet.HashSecret(secret))
+	got.RefreshLeeway = 61
+	wantField(t, s.UpdateApp(ctx, got), "refresh_reuse_leeway")
+
+	rotated, err := s.RotateAppSecret(ctx, conf.ID)
+	must(t, err)
+	if rotated == secret || !strings.HasPrefix(rotated, valet.PrefixClientSecret) {
+		t.Fatalf("rotated secret %q", rotated)
+	}
+	again, err = s.FindApp(ctx, conf.ClientID)
+	must(t, err)
+	wantEqual(t, again.SecretHash, valet.HashSecret(rotated))
+	wantEqual(t, auditActions(t, s, 0), []string{valet.AuditSecretRotated})
+	_, err = s.RotateAppSecret(ctx, pub.ID)
+	wantField(t, err, "public")
+
+	// Deleting an app takes its grants and tokens.
+	_, code := consentCode(t, f, s, conf, "openid tickets:read")
+	tokens, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	must(t, s.DeleteApp(ctx, conf.ID))
+	wantAuth(t, s, tokens.AccessToken, false)
+	wantCode(t, s.DeleteApp(ctx, conf.ID), valet.ENOTFOUND)
+}
+
+func testOAuthConsent(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, err := s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	wantCode(t, err, valet.ENOTFOUND)
+	g1, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"openid", "tickets:read"})
+	must(t, err)
+	g2, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"email", "tickets:read"})
+	must(t, err)
+	wantEqual(t, g2.ID, g1.ID)
+	wantEqual(t, g2.Scopes.String(), "email openid tickets:read")
+	found, err := s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	must(t, err)
+	wantEqual(t, found.Scopes.String(), "email openid tickets:read")
+
+	_, err = s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"customers:read"})
+	wantField(t, err, "scopes")
+	other := newFixture(t, s, "other")
+	_, err = s.Consent(ctx, other.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"openid"})
+	wantCode(t, err, valet.ENOTFOUND)
+
+	// The agent's consent is a grant of its own.
+	ga, err := s.Consent(ctx, f.account.ID, f.agent.ID, app.ID, valet.ScopeSet{"openid"})
+	must(t, err)
+	if ga.ID == g1.ID {
+		t.Fatal("agent shares the owner's grant")
+	}
+	grants, err := s.ListGrants(ctx, f.account.ID)
+	must(t, err)
+	wantEqual(t, len(grants), 2)
+
+	// After a revocation, consent starts a new grant.
+	must(t, s.RevokeGrant(ctx, f.account.ID, g1.ID))
+	_, err = s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	wantCode(t, err, valet.ENOTFOUND)
+	g3, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"openid"})
+	must(t, err)
+	if g3.ID == g1.ID || g3.Scopes.String() != "openid" {
+		t.Fatalf("consent after revocation: %+v", g3)
+	}
+	entries, err := s.ListAudit(ctx, f.account.ID, 10)
+	must(t, err)
+	wantEqual(t, len(entries), 4)
+	e := entries[len(entries)-1]
+	wantEqual(t, e.Action, valet.AuditConsentGiven)
+	wantEqual(t, e.ActorUserID, f.owner.ID)
+	wantEqual(t, e.AppID, app.ID)
+	var details map[string]any
+	must(t, json.Unmarshal(e.Details, &details))
+	wantEqual[any](t, details["scopes"], "openid tickets:read")
+}
+
+func testOAuthCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	g, code := consentCode(t, f, s, app, "openid tickets:read")
+
+	// A failing check is returned as is and does not consume the code.
+	sentinel := valet.Errorf(valet.EFORBIDDEN, "check failed")
+	var seen *valet.AuthCode
+	_, err := s.ExchangeAuthCode(ctx, code, func(c *valet.AuthCode) error { seen = c; return sentinel }, time.Hour)
+	if err != sentinel {
+		t.Fatalf("check error = %v", err)
+	}
+	wantEqual(t, seen.RedirectURI, app.RedirectURIs[0])
+	wantEqual(t, seen.CodeChallenge, "challenge")
+	wantEqual(t, seen.CodeChallengeMethod, "S256")
+	wantEqual(t, seen.Nonce, "n-0S6")
+	wantEqual(t, seen.AppID, app.ID)
+	wantEqual(t, seen.AccountID, f.account.ID)
+	wantEqual(t, seen.UserID, f.owner.ID)
+	wantEqual(t, seen.Scopes.String(), "openid tickets:read")
+
+	tokens, err := s.ExchangeAuthCode(ctx, code, func(*valet.AuthCode) error { return nil }, time.Hour)
+	must(t, err)
+	if !strings.HasPrefix(tokens.AccessToken, valet.PrefixAccessToken) || tokens.RefreshToken != "" {
+		t.Fatalf("tokens %+v: want an access token and no refresh token without offline", tokens)
+	}
+	wantEqual(t, tokens.AccountName, "acme")
+	wantEqual(t, tokens.GrantID, g.ID)
+	wantEqual(t, tokens.Nonce, "n-0S6")
+	wantEqual(t, tokens.Scopes.String(), "openid tickets:read")
+	c := wantAuth(t, s, tokens.AccessToken, true)
+	wantEqual(t, c.AccountID, f.account.ID)
+	wantEqual(t, c.AppID, app.ID)
+	wantEqual(t, c.Scopes.String(), "openid tickets:read")
+
+	_, offline := consentCode(t, f, s, app, "offline tickets:read")
+	tokens, err = s.ExchangeAuthCode(ctx, offline, nil, time.Hour)
+	must(t, err)
+	if !strings.HasPrefix(tokens.RefreshToken, valet.PrefixRefreshToken) {
+		t.Fatalf("offline: no refresh token in %+v", tokens)
+	}
+
+	_, err = s.ExchangeAuthCode(ctx, "unknown", nil, time.Hour)
+	wantCode(t, err, valet.ENOTFOUND)
+	// Scopes beyond the grant and codes of revoked grants are refused.
+	_, err = s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: "https://hub.example/cb", Scopes: valet.ScopeSet{"tickets:write"}})
+	wantField(t, err, "scopes")
+	_, later := consentCode(t, f, s, app, "openid")
+	must(t, s.RevokeGrant(ctx, f.account.ID, g.ID))
+	_, err = s.ExchangeAuthCode(ctx, later, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	_, err = s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: "https://hub.example/cb", Scopes: valet.ScopeSet{"openid"}})
+	wantCode(t, err, valet.ENOTFOUND)
+}
+
+func testOAuthCodeReplay(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	// Another family of the same grant survives the replay.
+	_, otherCode := consentCode(t, f, s, app, "tickets:read")
+	other, err := s.ExchangeAuthCode(ctx, otherCode, nil, time.Hour)
+	must(t, err)
+
+	_, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+	wantAuth(t, s, first.AccessToken, false)
+	wantAuth(t, s, second.AccessToken, false)
+	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	wantAuth(t, s, other.AccessToken, true)
+	wantEqual(t, auditActions(t, s, f.account.ID)[0], valet.AuditCodeReplay)
+}
+
+func testOAuthCodeExpiry(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "openid")
+	clock.Advance(valet.AuthCodeTTL - time.Second)
+	_, code2 := consentCode(t, f, s, app, "openid")
+	clock.Advance(2 * time.Second)
+	_, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	_, err = s.ExchangeAuthCode(ctx, code2, nil, time.Hour)
+	must(t, err)
+}
+
+func testOAuthRefreshRotation(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "openid offline tickets:read tickets:write")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+
+	var seen *valet.RefreshToken
+	sentinel := valet.Errorf(valet.EFORBIDDEN, "wrong client")
+	_, err = s.Refresh(ctx, first.RefreshToken, func(rt *valet.RefreshToken) error { seen = rt; return sentinel }, nil, time.Hour)
+	if err != sentinel {
+		t.Fatalf("check error = %v", err)
+	}
+	wantEqual(t, seen.AppID, app.ID)
+	wantEqual(t, seen.Nonce, "n-0S6")
+
+	second, err := s.Refresh(ctx, first.RefreshToken, nil, valet.ScopeSet{"tickets:read"}, time.Hour)
+	must(t, err)
+	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken {
+		t.Fatalf("refresh did not rotate: %+v", second)
+	}
+	wantEqual(t, second.Scopes.String(), "tickets:read")
+	wantEqual(t, wantAuth(t, s, second.AccessToken, true).Scopes.String(), "tickets:read")
+	wantAuth(t, s, first.AccessToken, true)
+	// The narrowed refresh keeps the refresh token's own scopes.
+	third, err := s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	wantEqual(t, third.Scopes.String(), "offline openid tickets:read tickets:write")
+	_, err = s.Refresh(ctx, third.RefreshToken, nil, valet.ScopeSet{"customers:read"}, time.Hour)
+	wantField(t, err, "scope")
+	_, err = s.Refresh(ctx, "vrt_unknown", nil, nil, time.Hour)
+	wantCode(t, err, valet.ENOTFOUND)
+	// Widening failed without consuming the token.
+	_, err = s.Refresh(ctx, third.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+}
+
+func testOAuthRefreshReuse(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	g, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+	// The whole grant is revoked.
+	wantAuth(t, s, second.AccessToken, false)
+	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	_, err = s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	wantCode(t, err, valet.ENOTFOUND)
+	entries, err := s.ListAudit(ctx, f.account.ID, 1)
+	must(t, err)
+	wantEqual(t, entries[0].Action, valet.AuditRefreshReuse)
+	var details map[string]any
+	must(t, json.Unmarshal(entries[0].Details, &details))
+	wantEqual[any](t, details["grant_id"], float64(g.ID))
+}
+
+func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s, func(a *valet.App) { a.RefreshLeeway = 10 })
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	clock.Advance(5 * time.Second)
+	// The client lost second: within the leeway first yields a successor
+	// and second stops working.
+	retry, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	wantAuth(t, s, retry.AccessToken, true)
+	next, err := s.Refresh(ctx, retry.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	// A token two steps back is reuse, leeway or not.
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+	wantAuth(t, s, next.AccessToken, false)
+
+	// After the leeway, reuse revokes.
+	_, code = consentCode(t, f, s, app, "offline tickets:read")
+	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	clock.Advance(11 * time.Second)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+
+	// Without leeway (the default), an immediate retry revokes.
+	strict, _ := newApp(t, s)
+	_, code = consentCode(t, f, s, strict, "offline tickets:read")
+	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+}
+
+func testOAuthRefreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	tokens, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	// Idle: 30 days without use.
+	clock.Advance(valet.RefreshIdleTTL + time.Second)
+	_, err = s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+
+	// Absolute: a year from the code exchange, however often refreshed.
+	_, code = consentCode(t, f, s, app, "offline tickets:read")
+	tokens, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	step := valet.RefreshIdleTTL - 24*time.Hour
+	var elapsed time.Duration
+	for {
+		clock.Advance(step)
+		elapsed += step
+		next, err := s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+		if elapsed < valet.RefreshAbsoluteTTL {
+			must(t, err)
+			tokens = next
+			continue
+		}
+		wantCode(t, err, valet.EUNAUTHORIZED)
+		break
+	}
+}
+
+func testOAuthRevokeToken(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	other, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	_, code = consentCode(t, f, s, app, "offline tickets:read")
+	second, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+
+	// Another app cannot revoke the app's tokens; unknown tokens are fine.
+	must(t, s.RevokeOAuthToken(ctx, other.ID, first.AccessToken))
+	wantAuth(t, s, first.AccessToken, true)
+	must(t, s.RevokeOAuthToken(ctx, app.ID, "vat_unknown"))
+	must(t, s.RevokeOAuthToken(ctx, app.ID, "junk"))
+
+	must(t, s.RevokeOAuthToken(ctx, app.ID, first.AccessToken))
+	wantAuth(t, s, first.AccessToken, false)
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err) // revoking an access token leaves the refresh token
+
+	must(t, s.RevokeOAuthToken(ctx, app.ID, second.RefreshToken))
+	wantAuth(t, s, second.AccessToken, false)
+	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	wantEqual(t, auditActions(t, s, f.account.ID)[0], valet.AuditTokenRevoked)
+}
+
+func testOAuthSigningKeys(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	k1 := &valet.SigningKey{ID: "k1", Algorithm: valet.AlgRS256, Sealed: []byte{1, 2, 3}}
+	must(t, s.CreateSigningKey(ctx, k1))
+	clock.Advance(time.Second)
+	k2 := &valet.SigningKey{ID: "k2", Algorithm: valet.AlgES256, Sealed: []byte{4, 5}}
+	must(t, s.CreateSigningKey(ctx, k2))
+	wantCode(t, s.CreateSigningKey(ctx, &valet.SigningKey{ID: "k1", Algorithm: valet.AlgRS256, Sealed: []byte{9}}), valet.ECONFLICT)
+	wantField(t, s.CreateSigningKey(ctx, &valet.SigningKey{ID: "k3"}), "key")
+	must(t, s.RetireSigningKey(ctx, "k1"))
+	wantCode(t, s.RetireSigningKey(ctx, "nope"), valet.ENOTFOUND)
+	keys, err := s.ListSigningKeys(ctx)
+	must(t, err)
+	wantEqual(t, len(keys), 2)
+	wantEqual(t, keys[0].ID, "k2")
+	wantEqual(t, keys[0].Sealed, []byte{4, 5})
+	wantEqual(t, keys[0].Algorithm, valet.AlgES256)
+	if keys[0].RetiredDatetime != nil || keys[1].RetiredDatetime == nil {
+		t.Fatalf("retired: %+v", keys)
+	}
+}
+
+func testOAuthAudit(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	other := newFixture(t, s, "other")
+	e := &valet.AuditEntry{AccountID: f.account.ID, ActorUserID: f.owner.ID, Action: valet.AuditConsentDenied,
+		Details: json.RawMessage(`{"client_id":"x"}`)}
+	must(t, s.AppendAudit(ctx, e))
+	must(t, s.AppendAudit(ctx, &valet.AuditEntry{AccountID: f.account.ID, Action: valet.AuditClientAuthFailed}))
+	must(t, s.AppendAudit(ctx, &valet.AuditEntry{AccountID: other.account.ID, Action: valet.AuditGrantRevoked}))
+	wantField(t, s.AppendAudit(ctx, &valet.AuditEntry{AccountID: f.account.ID}), "action")
+	wantField(t, s.AppendAudit(ctx, &valet.AuditEntry{Action: "x", Details: json.RawMessage(`{`)}), "details")
+	entries, err := s.ListAudit(ctx, f.account.ID, 10)
+	must(t, err)
+	wantEqual(t, len(entries), 2)
+	wantEqual(t, entries[0].Action, valet.AuditClientAuthFailed)
+	wantEqual(t, string(entries[0].Details), "{}")
+	wantEqual(t, entries[1].ID, e.ID)
+	wantEqual(t, entries[1].ActorUserID, f.owner.ID)
+	wantEqual(t, string(entries[1].Details), `{"client_id":"x"}`)
+	wantTime(t, "audit time", entries[1].CreatedDatetime)
+	wantEqual(t, auditActions(t, s, other.account.ID), []string{valet.AuditGrantRevoked})
+}
+
+// testOAuthConcurrentConsent: nodes approving the same app at once leave one
+// active grant holding every approved scope (or tell the loser to retry).
+func testOAuthConcurrentConsent(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	scopes := []valet.Scope{"openid", "email", "tickets:read", "tickets:write"}
+	var wg sync.WaitGroup
+	errs := make([]error, len(scopes))
+	for i, sc := range scopes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{sc})
+		}()
+	}
+	wg.Wait()
+	want := valet.ScopeSet{}
+	for i, err := range errs {
+		if err != nil {
+			wantCode(t, err, valet.ECONFLICT)
+			continue
+		}
+		want = want.Union(valet.ScopeSet{scopes[i]})
+	}
+	grants, err := s.ListGrants(ctx, f.account.ID)
+	must(t, err)
+	if len(grants) != 1 || !grants[0].Scopes.Contains(want) {
+		t.Fatalf("grants %s, want one holding %s", dump(grants), want)
+	}
+}
+
+func testOAuthPurge(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	old, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	n, err := s.PurgeOAuth(ctx, 10)
+	must(t, err)
+	wantEqual(t, n, 0)
+
+	clock.Advance(2 * time.Hour) // the access token expired
+	_, fresh := consentCode(t, f, s, app, "tickets:read")
+	live, err := s.ExchangeAuthCode(ctx, fresh, nil, time.Hour)
+	must(t, err)
+	n, err = s.PurgeOAuth(ctx, 10)
+	must(t, err)
+	wantEqual(t, n, 1)
+	wantAuth(t, s, live.AccessToken, true)
+	// The refresh token still works after its access token went.
+	_, err = s.Refresh(ctx, old.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+
+	// A day later the codes go; a month later the refresh tokens.
+	clock.Advance(valet.RefreshIdleTTL + time.Hour)
+	n, err = s.PurgeOAuth(ctx, 1)
+	must(t, err)
+	wantEqual(t, n, 3) // one row of each kind per batch
+	n, err = s.PurgeOAuth(ctx, 1000)
+	must(t, err)
+	if n == 0 {
+		t.Fatal("nothing left to purge")
+	}
+	n, err = s.PurgeOAuth(ctx, 1000)
+	must(t, err)
+	wantEqual(t, n, 0)
+}
+
+// testOAuthConcurrentCodeExchange: of simultaneous redemptions of one code
+// at most one succeeds, and whatever it issued ends up revoked.
+func testOAuthConcurrentCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	const n = 6
+	var wg sync.WaitGroup
+	results := make([]*valet.IssuedTokens, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+		}()
+	}
+	wg.Wait()
+	wins := 0
+	for i, err := range errs {
+		if err != nil {
+			wantCode(t, err, valet.ECONFLICT)
+			continue
+		}
+		wins++
+		wantAuth(t, s, results[i].AccessToken, false)
+		_, err := s.Refresh(ctx, results[i].RefreshToken, nil, nil, time.Hour)
+		wantCode(t, err, valet.EUNAUTHORIZED)
+	}
+	if wins != 1 {
+		t.Fatalf("%d exchanges of one code succeeded", wins)
+	}
+}
