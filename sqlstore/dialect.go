@@ -171,9 +171,20 @@ func openSQLite(ctx context.Context, path string) (w, r *sql.DB, err error) {
 	w.SetConnMaxIdleTime(0)
 	// Connecting the writer first switches the file to WAL before any reader
 	// opens it.
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return nil, nil, err
+	// Switching to WAL needs a moment alone with the file, and SQLite answers
+	// SQLITE_BUSY to it without waiting on busy_timeout when another process
+	// is opening the same file at that instant: retry for a bounded time.
+	for attempt := 0; ; attempt++ {
+		err = w.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		busy := strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")
+		if !busy || attempt == 100 || ctx.Err() != nil {
+			w.Close()
+			return nil, nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	rq := cloneValues(common)
