@@ -84,7 +84,8 @@ func (s *Store) Analyze(ctx context.Context) error {
 
 // allTables are the tables of the schema, for Analyze.
 var allTables = []string{"accounts", "users", "members", "customers", "tickets", "messages", "tags",
-	"ticket_tags", "events", "api_keys", "apps", "grants", "access_tokens", "sessions"}
+	"ticket_tags", "events", "api_keys", "apps", "grants", "access_tokens", "sessions",
+	"auth_codes", "refresh_tokens", "signing_keys", "audit_log"}
 
 func (s *Store) analyze(ctx context.Context, tables ...string) error {
 	for _, stmt := range s.d.analyze(tables) {
