@@ -98,6 +98,9 @@ type Grant struct {
 	CreatedDatetime time.Time  `json:"created_datetime"`
 	RevokedDatetime *time.Time `json:"revoked_datetime"`
 	UpdatedDatetime time.Time  `json:"updated_datetime"`
+	// LastUsedDatetime is when one of its tokens last called the API, as
+	// of the last flush of the servers' in-memory batches.
+	LastUsedDatetime *time.Time `json:"last_used_datetime"`
 }
 
 // CredentialService manages API keys and resolves presented secrets.
@@ -113,6 +116,8 @@ type CredentialService interface {
 	// TouchAPIKeys records last-used times collected in memory, so that
 	// authenticating writes nothing on the hot path.
 	TouchAPIKeys(ctx context.Context, lastUsed map[int64]time.Time) error
+	// TouchGrants does the same for installed apps' grants (by grant id).
+	TouchGrants(ctx context.Context, lastUsed map[int64]time.Time) error
 
 	// CreateApp stores a minimal app. Errors: EINVALID, ECONFLICT (client_id).
 	CreateApp(ctx context.Context, a *App) error

@@ -249,6 +249,8 @@ const (
 	AuditGrantRevoked     = "grant.revoked"
 	AuditTokenRevoked     = "token.revoked"
 	AuditSecretRotated    = "app.secret_rotated"
+	AuditAppUpdated       = "app.updated"
+	AuditAppDeleted       = "app.deleted"
 	AuditClientAuthFailed = "client.auth_failed"
 )
 
@@ -274,12 +276,14 @@ type OAuthService interface {
 	FindApp(ctx context.Context, clientID string) (*App, error)
 	// ListApps returns the apps owned by a user (0: every app), newest first.
 	ListApps(ctx context.Context, ownerUserID int64) ([]App, error)
-	// UpdateApp stores a's editable fields (by ID). Errors: EINVALID, ENOTFOUND.
+	// UpdateApp stores a's editable fields (by ID), audited on account 0.
+	// Errors: EINVALID, ENOTFOUND.
 	UpdateApp(ctx context.Context, a *App) error
 	// RotateAppSecret replaces a confidential app's secret and returns the
 	// new one (audited). Errors: ENOTFOUND, EINVALID (public app).
 	RotateAppSecret(ctx context.Context, appID int64) (secret string, err error)
-	// DeleteApp deletes the app with every grant and token. Errors: ENOTFOUND.
+	// DeleteApp deletes the app with every grant and token, audited on
+	// every account it was installed on and on account 0. Errors: ENOTFOUND.
 	DeleteApp(ctx context.Context, appID int64) error
 
 	// FindActiveGrant returns the unrevoked grant of (account, user, app).

@@ -482,6 +482,29 @@ func TestCodeReplay(t *testing.T) {
 	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
 }
 
+// Replaying the approved request's callback URL re-sends the one code
+// minted at approval; it never mints a second.
+func TestCallbackReplay(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	verifier := oauth2.GenerateVerifier()
+	a := b.authorize(e.oauth2("tickets:read").AuthCodeURL("st4te", oauth2.S256ChallengeOption(verifier)), "allow")
+	first := appRedirect(t, a).Get("code")
+	callback := a.resp.Request.URL.String()
+	if a.resp.Request.URL.Path != "/oauth/authorize/callback" {
+		t.Fatalf("the last hop before the app was %s, want the callback", callback)
+	}
+	resp, body := b.get(callback)
+	second := appRedirect(t, answer{resp, body}).Get("code")
+	if first == "" || second != first {
+		t.Fatalf("replayed callback gave code %q, want the first one %q", second, first)
+	}
+	status, _ := e.exchange(first, verifier)
+	wantStatus(t, "exchange", status, http.StatusOK)
+	status, out := e.exchange(second, verifier)
+	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+}
+
 func TestPKCE(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
@@ -607,8 +630,17 @@ func TestConnectedApps(t *testing.T) {
 		!strings.Contains(body, "Read tickets, their messages and content") || !strings.Contains(body, "Olive Owner") {
 		t.Fatalf("connected apps page: %d\n%s", resp.StatusCode, body)
 	}
+	// Last used comes from the servers' batched flushes.
+	if !strings.Contains(body, `last-used">never<`) {
+		t.Fatalf("an unflushed grant shows a last use:\n%s", body)
+	}
 	grants, err := e.store.ListGrants(ctx, e.account.ID)
 	must(t, err)
+	must(t, e.store.TouchGrants(ctx, map[int64]time.Time{grants[0].ID: e.clock.Now().Add(-3 * time.Hour)}))
+	resp, body = b.get(e.issuer + "/settings/apps")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `last-used">3h`) {
+		t.Fatalf("connected apps page after a use 3 h ago:\n%s", body)
+	}
 	resp, body = b.post(e.issuer+"/settings/apps/"+strconv.FormatInt(grants[0].ID, 10)+"/revoke",
 		url.Values{"csrf": {field(t, csrfRe, body)}})
 	if resp.StatusCode != http.StatusOK || strings.Contains(body, `data-grant="`) {
@@ -843,6 +875,31 @@ func TestPartnerPortal(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || rotated == secret || !app.CheckSecret(rotated) || app.CheckSecret(secret) {
 		t.Fatalf("rotate: %d", resp.StatusCode)
 	}
+	// Editing: the form comes filled in; a bad value keeps what was typed;
+	// a good one is saved, secret and client type untouched.
+	resp, body = b.get(e.issuer + "/developers/apps/" + id)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="My app"`) ||
+		!strings.Contains(body, "http://localhost:3000/cb") || !strings.Contains(body, `value="tickets:read" checked`) ||
+		strings.Contains(body, `name="public"`) {
+		t.Fatalf("edit page: %d\n%s", resp.StatusCode, body)
+	}
+	edit := url.Values{"csrf": {csrf}, "name": {"My app 2"}, "redirect_uris": {"https://mine.example/cb"},
+		"scope": {"openid", "offline", "tickets:read"}, "id_token_signed_response_alg": {"ES256"}, "refresh_reuse_leeway": {"61"}}
+	resp, body = b.post(e.issuer+"/developers/apps/"+id, edit)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "must be 0-60 seconds") || !strings.Contains(body, `value="My app 2"`) {
+		t.Fatalf("edit with a bad leeway: %d\n%s", resp.StatusCode, body)
+	}
+	edit.Set("refresh_reuse_leeway", "30")
+	resp, _ = b.post(e.issuer+"/developers/apps/"+id, edit)
+	wantStatus(t, "edit", resp.StatusCode, http.StatusOK)
+	app, err = e.store.FindApp(ctx, clientID)
+	must(t, err)
+	if app.Name != "My app 2" || app.RefreshLeeway != 30 || app.IDTokenAlg != valet.AlgES256 ||
+		app.Scopes.String() != "offline openid tickets:read" || len(app.RedirectURIs) != 1 || !app.CheckSecret(rotated) {
+		t.Fatalf("edited app %+v", app)
+	}
+	resp, _ = b.get(e.issuer + "/developers/apps/" + strconv.FormatInt(e.app.ID, 10))
+	wantStatus(t, "edit another's app", resp.StatusCode, http.StatusNotFound)
 	// Someone else's app is not yours to delete.
 	resp, _ = b.post(e.issuer+"/developers/apps/"+strconv.FormatInt(e.app.ID, 10)+"/delete", url.Values{"csrf": {csrf}})
 	wantStatus(t, "delete another's app", resp.StatusCode, http.StatusNotFound)

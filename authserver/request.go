@@ -28,11 +28,15 @@ type authRequest struct {
 	AccountHint   string                   `json:"a,omitempty"`
 	Expires       int64                    `json:"e"`
 
-	// Set once the person approved (the id handed to the callback).
-	UserID    int64 `json:"u,omitempty"`
-	GrantID   int64 `json:"g,omitempty"`
-	AuthTime  int64 `json:"at,omitempty"`
-	AccountID int64 `json:"ac,omitempty"`
+	// Set once the person approved (the id handed to the callback). The
+	// code is minted at approval and travels sealed, so replaying the
+	// callback only re-sends that one single-use code to the registered
+	// redirect URI; it never mints another.
+	UserID    int64  `json:"u,omitempty"`
+	GrantID   int64  `json:"g,omitempty"`
+	AuthTime  int64  `json:"at,omitempty"`
+	AccountID int64  `json:"ac,omitempty"`
+	Code      string `json:"cd,omitempty"`
 
 	id string
 }
@@ -71,7 +75,7 @@ func (a *authRequest) GetSubject() string {
 	}
 	return strconv.FormatInt(a.UserID, 10)
 }
-func (a *authRequest) Done() bool { return a.GrantID != 0 }
+func (a *authRequest) Done() bool { return a.Code != "" }
 
 func (s *Server) seal(a *authRequest) (string, error) {
 	b, err := json.Marshal(a)

@@ -345,8 +345,15 @@ func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64
 		return "", err
 	}
 	a.UserID, a.AccountID, a.GrantID, a.AuthTime = userID, accountID, g.ID, authTime.UnixMicro()
-	// The approved request is good for a short hop to the callback only.
-	a.Expires = min(a.Expires, s.clock.Now().Add(time.Minute).UnixMicro())
+	a.Code, err = s.store.CreateAuthCode(ctx, &valet.AuthCode{GrantID: a.GrantID, RedirectURI: a.RedirectURI,
+		CodeChallenge: a.Challenge, CodeChallengeMethod: string(a.ChallengeMeth), Nonce: a.Nonce,
+		Scopes: valet.ScopeSet(toScopes(a.Scopes)), AuthTime: a.GetAuthTime()})
+	if err != nil {
+		return "", err
+	}
+	// The approved request is good for a short hop to the callback only:
+	// no longer than its code.
+	a.Expires = min(a.Expires, s.clock.Now().Add(valet.AuthCodeTTL).UnixMicro())
 	done, err := s.seal(a)
 	if err != nil {
 		return "", err
@@ -388,24 +395,16 @@ type codeResponse struct {
 	Issuer string `schema:"iss"`
 }
 
-// callback answers the app with a code once the request is approved.
+// callback answers the app with the code minted when the request was
+// approved.
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	a, err := s.unseal(r.FormValue("id"))
 	if err != nil || !a.Done() {
 		writeErrorPage(w, http.StatusBadRequest, "invalid_request", "This authorization request is unknown or has expired. Please start again from the app.")
 		return
 	}
-	code, err := s.store.CreateAuthCode(r.Context(), &valet.AuthCode{GrantID: a.GrantID, RedirectURI: a.RedirectURI,
-		CodeChallenge: a.Challenge, CodeChallengeMethod: string(a.ChallengeMeth), Nonce: a.Nonce,
-		Scopes: valet.ScopeSet(toScopes(a.Scopes)), AuthTime: a.GetAuthTime()})
-	var to string
-	if err != nil {
-		to, err = op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery, &authError{
-			Error: "access_denied", Description: "The grant was revoked.", State: a.State, Issuer: s.issuer}, s.Provider().Encoder())
-	} else {
-		to, err = op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery,
-			&codeResponse{Code: code, State: a.State, Issuer: s.issuer}, s.Provider().Encoder())
-	}
+	to, err := op.AuthResponseURL(a.RedirectURI, a.ResponseType, oidc.ResponseModeQuery,
+		&codeResponse{Code: a.Code, State: a.State, Issuer: s.issuer}, s.Provider().Encoder())
 	if err != nil {
 		writeErrorPage(w, http.StatusInternalServerError, "server_error", "")
 		return

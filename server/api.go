@@ -32,8 +32,9 @@ const (
 
 // apiState is the API's shared state (rate limiter, last-used batcher).
 type apiState struct {
-	limiter  *limiter
-	lastUsed lastUsedBatch
+	limiter    *limiter
+	lastUsed   lastUsedBatch // API keys
+	grantsUsed lastUsedBatch // OAuth grants
 	// stop ends the flush loop and wakes long polls so shutdown is not held
 	// up for their full wait; done closes when the flush loop has returned.
 	stop      chan struct{}

@@ -147,6 +147,34 @@ func testAPILastUsedBatched(t *testing.T, open storeOpener) {
 	}
 }
 
+// An installed app's "last used" (the connected apps page) is batched the
+// same way.
+func TestAPIGrantLastUsedBatched(t *testing.T) {
+	t.Parallel()
+	e := newAPIEnv(t)
+	f := newFixture(t, e.store, "acme")
+	ctx := context.Background()
+	token, grant := mustOAuthToken(t, e.store, f.account, f.owner)
+	lastUsed := func() *time.Time {
+		grants, err := e.store.(valet.OAuthService).ListGrants(ctx, f.account.ID)
+		if err != nil || len(grants) != 1 || grants[0].ID != grant.ID {
+			t.Fatalf("ListGrants: %v %v", grants, err)
+		}
+		return grants[0].LastUsedDatetime
+	}
+	e.clock.Advance(time.Minute)
+	e.do(t, "GET", "/api/account", nil, bearer(token)).want(t, 200)
+	if lu := lastUsed(); lu != nil {
+		t.Fatalf("authenticating wrote last-used %v; it must only batch", lu)
+	}
+	if err := e.srv.flushLastUsed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lu := lastUsed(); lu == nil || !lu.Equal(e.clock.Now()) {
+		t.Fatalf("last used %v, want %v", lu, e.clock.Now())
+	}
+}
+
 // scopeCase is one route of the scope table: the request that succeeds
 // with the route's scope, and its status.
 type scopeCase struct {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,8 +45,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if cred.Kind == valet.CredentialAPIKey {
+		switch cred.Kind {
+		case valet.CredentialAPIKey:
 			s.api.lastUsed.record(cred.ID, s.clock.Now())
+		case valet.CredentialOAuth:
+			s.api.grantsUsed.record(cred.GrantID, s.clock.Now())
 		}
 		ctx := withCredential(r.Context(), cred)
 		ctx = valet.WithActor(ctx, valet.Actor{UserID: cred.UserID, AppID: cred.AppID})
@@ -182,16 +186,23 @@ func (b *lastUsedBatch) take() map[int64]time.Time {
 	return m
 }
 
-// flushLastUsed writes the collected last-used times. On failure they go
-// back into the batch so the next flush retries them.
+// flushLastUsed writes the collected last-used times of API keys and
+// grants. On failure they go back into their batch so the next flush
+// retries them.
 func (s *Server) flushLastUsed(ctx context.Context) error {
-	m := s.api.lastUsed.take()
+	return errors.Join(
+		flushBatch(ctx, &s.api.lastUsed, s.store.TouchAPIKeys),
+		flushBatch(ctx, &s.api.grantsUsed, s.store.TouchGrants))
+}
+
+func flushBatch(ctx context.Context, b *lastUsedBatch, touch func(context.Context, map[int64]time.Time) error) error {
+	m := b.take()
 	if len(m) == 0 {
 		return nil
 	}
-	if err := s.store.TouchAPIKeys(ctx, m); err != nil {
+	if err := touch(ctx, m); err != nil {
 		for id, at := range m {
-			s.api.lastUsed.record(id, at)
+			b.record(id, at)
 		}
 		return err
 	}
@@ -210,7 +221,7 @@ func (s *Server) flushLoop(every time.Duration) {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), every)
 			if err := s.flushLastUsed(ctx); err != nil {
-				s.log.Error("flush API key last-used times", "err", err)
+				s.log.Error("flush last-used times", "err", err)
 			}
 			cancel()
 		}

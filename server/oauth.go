@@ -45,6 +45,8 @@ func (s *Server) registerOAuth(mux *http.ServeMux) {
 	mux.Handle("POST /settings/apps/{id}/revoke", s.page(true, s.postRevokeGrant))
 	mux.Handle("GET /developers", s.page(false, s.developersPage))
 	mux.Handle("POST /developers/apps", s.page(false, s.postApp))
+	mux.Handle("GET /developers/apps/{id}", s.page(false, s.appEditPage))
+	mux.Handle("POST /developers/apps/{id}", s.page(false, s.postEditApp))
 	mux.Handle("POST /developers/apps/{id}/rotate", s.page(false, s.postRotateSecret))
 	mux.Handle("POST /developers/apps/{id}/delete", s.page(false, s.postDeleteApp))
 }

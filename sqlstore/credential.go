@@ -98,10 +98,22 @@ func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id int64) error {
 	return s.fail(op, tx.commit(ctx), "")
 }
 
-// TouchAPIKeys implements valet.CredentialService. A time never moves a
-// key's last use backwards, so flushes from several nodes can interleave.
+// TouchAPIKeys implements valet.CredentialService.
 func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[int64]time.Time) error {
-	const op = "sqlstore.TouchAPIKeys"
+	return s.touch(ctx, "sqlstore.TouchAPIKeys", `UPDATE api_keys SET last_used_at = $1
+		WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`, lastUsed)
+}
+
+// TouchGrants implements valet.CredentialService.
+func (s *Store) TouchGrants(ctx context.Context, lastUsed map[int64]time.Time) error {
+	return s.touch(ctx, "sqlstore.TouchGrants", `UPDATE grants SET last_used_at = $1
+		WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`, lastUsed)
+}
+
+// touch runs update (last-used time $1, id $2) for each entry in one
+// transaction. The update never moves a time backwards, so flushes from
+// several nodes can interleave.
+func (s *Store) touch(ctx context.Context, op, update string, lastUsed map[int64]time.Time) error {
 	if len(lastUsed) == 0 {
 		return nil
 	}
@@ -111,9 +123,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[int64]time.Time) 
 	}
 	defer tx.rollback()
 	for id, t := range lastUsed {
-		_, err := tx.ExecContext(ctx, `UPDATE api_keys SET last_used_at = $1
-			WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`, micros(t), id)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, update, micros(t), id); err != nil {
 			return s.fail(op, err, "")
 		}
 	}

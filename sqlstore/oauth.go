@@ -143,6 +143,9 @@ func (s *Store) UpdateApp(ctx context.Context, a *valet.App) error {
 		return errorf(op, valet.ENOTFOUND, "App not found.", err)
 	}
 	a.UpdatedDatetime = tx.now
+	if err := tx.audit(ctx, 0, a.ID, valet.AuditAppUpdated, map[string]any{"client_id": a.ClientID, "name": a.Name}); err != nil {
+		return s.fail(op, err, "")
+	}
 	return s.fail(op, tx.commit(ctx), "")
 }
 
@@ -182,27 +185,58 @@ func (s *Store) DeleteApp(ctx context.Context, appID int64) error {
 		return s.fail(op, err, "")
 	}
 	defer tx.rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM apps WHERE id = $1`, appID)
+	var clientID, name string
+	if err := tx.QueryRowContext(ctx, `SELECT client_id, name FROM apps WHERE id = $1`, appID).Scan(&clientID, &name); err != nil {
+		return s.fail(op, err, "App not found.")
+	}
+	// Every account that loses the app hears of it in its own audit log;
+	// the audit rows outlive the app (app_id is not a foreign key).
+	type installed struct{ account, grant int64 }
+	var grants []installed
+	rows, err := tx.QueryContext(ctx, `SELECT account_id, id FROM grants WHERE app_id = $1 AND revoked_at IS NULL`, appID)
 	if err != nil {
 		return s.fail(op, err, "")
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return errorf(op, valet.ENOTFOUND, "App not found.", err)
+	for rows.Next() {
+		var g installed
+		if err := rows.Scan(&g.account, &g.grant); err != nil {
+			rows.Close()
+			return s.fail(op, err, "")
+		}
+		grants = append(grants, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s.fail(op, err, "")
+	}
+	for _, g := range grants {
+		details := map[string]any{"client_id": clientID, "name": name, "grant_id": g.grant}
+		if err := tx.audit(ctx, g.account, appID, valet.AuditAppDeleted, details); err != nil {
+			return s.fail(op, err, "")
+		}
+	}
+	details := map[string]any{"client_id": clientID, "name": name, "grants_revoked": len(grants)}
+	if err := tx.audit(ctx, 0, appID, valet.AuditAppDeleted, details); err != nil {
+		return s.fail(op, err, "")
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM apps WHERE id = $1`, appID); err != nil {
+		return s.fail(op, err, "")
 	}
 	return s.fail(op, tx.commit(ctx), "")
 }
 
-const grantColumns = `id, account_id, user_id, app_id, scopes, created_at, revoked_at, updated_at`
+const grantColumns = `id, account_id, user_id, app_id, scopes, created_at, revoked_at, updated_at, last_used_at`
 
 func scanGrant(row scanner) (*valet.Grant, error) {
 	g := &valet.Grant{}
 	var scopes string
 	var created, updated int64
-	var revoked sql.NullInt64
-	if err := row.Scan(&g.ID, &g.AccountID, &g.UserID, &g.AppID, &scopes, &created, &revoked, &updated); err != nil {
+	var revoked, lastUsed sql.NullInt64
+	if err := row.Scan(&g.ID, &g.AccountID, &g.UserID, &g.AppID, &scopes, &created, &revoked, &updated, &lastUsed); err != nil {
 		return nil, err
 	}
 	g.Scopes, g.CreatedDatetime, g.RevokedDatetime = parseStoredScopes(scopes), fromMicros(created), fromNullMicros(revoked)
+	g.LastUsedDatetime = fromNullMicros(lastUsed)
 	g.UpdatedDatetime = fromMicros(updated)
 	if updated == 0 {
 		g.UpdatedDatetime = g.CreatedDatetime

@@ -51,9 +51,29 @@ func (u *UI) ConnectedApps(w http.ResponseWriter, status int, p *ConnectedAppsPa
 // register one.
 type DevelopersPage struct {
 	Layout
-	Apps   []valet.App
+	Apps []valet.App
+	New  AppForm
+}
+
+// AppForm is the registration form, shared by registering and editing:
+// name, description, developer_name, homepage_url, logo_url, redirect_uris,
+// id_token_signed_response_alg, refresh_reuse_leeway, public, scope:NAME.
+type AppForm struct {
+	Form
 	Scopes []valet.ScopeInfo
-	New    Form // name, description, developer_name, homepage_url, logo_url, redirect_uris, public, and scope:NAME
+	Edit   bool // whether an app is public is fixed once it is registered
+}
+
+// AppEditPage edits one of the person's apps.
+type AppEditPage struct {
+	Layout
+	App  valet.App
+	Form AppForm
+}
+
+// AppEdit renders the app edit page.
+func (u *UI) AppEdit(w http.ResponseWriter, status int, p *AppEditPage) error {
+	return u.render(w, status, pageAppEdit, p)
 }
 
 // AppSecretPage shows an app's client secret, the only time it exists

@@ -35,12 +35,13 @@ const (
 	pageConnectedApps = "connected_apps"
 	pageDevelopers    = "developers"
 	pageAppSecret     = "app_secret"
+	pageAppEdit       = "app_edit"
 	pageError         = "error"
 )
 
 var pageNames = []string{pageSignIn, pageAccounts, pageTickets, pageTicket, pageCustomers,
 	pageCustomer, pageSettings, pageAPIKeyCreated, pageConsent, pageConnectedApps,
-	pageDevelopers, pageAppSecret, pageError}
+	pageDevelopers, pageAppSecret, pageAppEdit, pageError}
 
 // StaticPrefix is the path under which Static is mounted. Asset URLs carry
 // a content hash after it (/static/<hash>/app.css), so they can be cached

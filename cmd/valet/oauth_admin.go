@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/valethq/valet"
@@ -24,6 +27,43 @@ type AppInput struct {
 	ClientID      string
 	GrantID       int64
 	Limit         int
+	Edit          appEdit
+}
+
+// appEdit is what "admin app update" changes: only the flags given.
+type appEdit struct {
+	Name, Description, DeveloperName, HomepageURL, LogoURL, Scopes, Alg optional[string]
+	Leeway                                                              optional[int]
+	RedirectURIs                                                        stringList // replaces the list when given
+}
+
+// optional is a flag that remembers whether it was given.
+type optional[T string | int] struct {
+	value T
+	set   bool
+}
+
+func (o *optional[T]) String() string { return fmt.Sprint(o.value) }
+func (o *optional[T]) Set(v string) error {
+	switch p := any(&o.value).(type) {
+	case *string:
+		*p = v
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("must be a whole number")
+		}
+		*p = n
+	}
+	o.set = true
+	return nil
+}
+
+// apply sets *dst to the flag's value if it was given.
+func (o *optional[T]) apply(dst *T) {
+	if o.set {
+		*dst = o.value
+	}
 }
 
 // stringList is a repeatable flag.
@@ -57,6 +97,23 @@ func init() {
 					"redirect-uri": m.Admin.App.RedirectURIs.String()})
 			},
 			run: (*Main).runAppCreate},
+		command{name: "admin app update", args: "--client-id ID [--name N] [--redirect-uri URI ...] [--scopes \"...\"] [--refresh-reuse-leeway S] [--id-token-alg A] ...",
+			summary: "change a registered app; only the flags given change (--redirect-uri replaces the whole list)",
+			register: func(m *Main, fs *flag.FlagSet) {
+				clientIDFlag(m, fs)
+				e := &m.Admin.App.Edit
+				fs.Var(&e.Name, "name", "app name")
+				fs.Var(&e.Description, "description", "what the app does")
+				fs.Var(&e.DeveloperName, "developer", "developer name shown on the consent page")
+				fs.Var(&e.HomepageURL, "homepage", "homepage URL")
+				fs.Var(&e.LogoURL, "logo", "logo URL")
+				fs.Var(&e.RedirectURIs, "redirect-uri", "redirect URI; repeat for several; replaces the registered list")
+				fs.Var(&e.Scopes, "scopes", "space-separated scopes the app may request (replaces them)")
+				fs.Var(&e.Leeway, "refresh-reuse-leeway", "seconds (0-60) a refresh token may be reused after rotation")
+				fs.Var(&e.Alg, "id-token-alg", "ID token signature: RS256, ES256 or EdDSA")
+			},
+			check: func(m *Main) error { return required(map[string]string{"client-id": m.Admin.App.ClientID}) },
+			run:   (*Main).runAppUpdate},
 		command{name: "admin app list", args: "",
 			summary:  "list the registered OAuth apps",
 			register: func(m *Main, fs *flag.FlagSet) { m.Config.dbFlag(fs) },
@@ -143,6 +200,39 @@ func (m *Main) runAppCreate(ctx context.Context) error {
 		return err
 	}
 	writeJSON(m.Stdout, appOutput{ClientID: app.ClientID, ClientSecret: secret, App: app})
+	return nil
+}
+
+func (m *Main) runAppUpdate(ctx context.Context) error {
+	store, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	app, err := store.FindApp(ctx, m.Admin.App.ClientID)
+	if err != nil {
+		return err
+	}
+	e := &m.Admin.App.Edit
+	e.Name.apply(&app.Name)
+	e.Description.apply(&app.Description)
+	e.DeveloperName.apply(&app.DeveloperName)
+	e.HomepageURL.apply(&app.HomepageURL)
+	e.LogoURL.apply(&app.LogoURL)
+	e.Alg.apply(&app.IDTokenAlg)
+	e.Leeway.apply(&app.RefreshLeeway)
+	if e.Scopes.set {
+		if app.Scopes, err = valet.ParseScopes(e.Scopes.value); err != nil {
+			return err
+		}
+	}
+	if len(e.RedirectURIs) > 0 {
+		app.RedirectURIs = e.RedirectURIs
+	}
+	if err := store.UpdateApp(ctx, app); err != nil {
+		return err
+	}
+	writeJSON(m.Stdout, appOutput{ClientID: app.ClientID, App: app})
 	return nil
 }
 

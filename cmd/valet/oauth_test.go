@@ -140,6 +140,37 @@ func TestAdminApps(t *testing.T) {
 		t.Fatalf("rotate: %s %s", r.stdout, r.stderr)
 	}
 
+	// update changes only what it is given.
+	r = runCLI(t, env, "admin", "app", "update", "--client-id", created.ClientID, "--name", "Hub 2",
+		"--refresh-reuse-leeway", "30", "--id-token-alg", "ES256", "--description", "")
+	var updated struct {
+		ClientSecret *string `json:"client_secret"`
+		App          struct {
+			Name          string   `json:"name"`
+			DeveloperName string   `json:"developer_name"`
+			RedirectURIs  []string `json:"redirect_uris"`
+			Leeway        int      `json:"refresh_reuse_leeway"`
+			Alg           string   `json:"id_token_signed_response_alg"`
+		} `json:"app"`
+	}
+	r.decode(t, &updated)
+	if a := updated.App; r.code != 0 || a.Name != "Hub 2" || a.Leeway != 30 || a.Alg != "ES256" ||
+		a.DeveloperName != "Hub Inc" || len(a.RedirectURIs) != 2 || updated.ClientSecret != nil {
+		t.Fatalf("app update: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	for _, bad := range [][]string{{"--refresh-reuse-leeway", "90"}, {"--id-token-alg", "HS256"}, {"--redirect-uri", "http://evil.example/cb"}} {
+		r = runCLI(t, env, append([]string{"admin", "app", "update", "--client-id", created.ClientID}, bad...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "invalid") {
+			t.Fatalf("app update %v: %d %s", bad, r.code, r.stderr)
+		}
+	}
+	if r = runCLI(t, env, "admin", "app", "update", "--client-id", created.ClientID, "--refresh-reuse-leeway", "x"); r.code != 2 {
+		t.Fatalf("non-numeric leeway: %d %s", r.code, r.stderr)
+	}
+	if r = runCLI(t, env, "admin", "app", "update", "--client-id", "nope", "--name", "X"); r.code != 1 {
+		t.Fatalf("update unknown app: %d %s", r.code, r.stderr)
+	}
+
 	r = runCLI(t, env, "admin", "account", "create", "--name", "acme", "--owner-email", "o@acme.test", "--owner-password", "a good long password")
 	if r.code != 0 {
 		t.Fatalf("account create: %s", r.stderr)

@@ -43,6 +43,7 @@ func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OA
 	}{
 		{"Apps", testOAuthApps},
 		{"Consent", testOAuthConsent},
+		{"GrantLastUsed", testOAuthGrantLastUsed},
 		{"ConcurrentConsent", testOAuthConcurrentConsent},
 		{"CodeExchange", testOAuthCodeExchange},
 		{"CodeReplay", testOAuthCodeReplay},
@@ -173,7 +174,7 @@ func testOAuthApps(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	again, err = s.FindApp(ctx, conf.ClientID)
 	must(t, err)
 	wantEqual(t, again.SecretHash, valet.HashSecret(rotated))
-	wantEqual(t, auditActions(t, s, 0), []string{valet.AuditSecretRotated})
+	wantEqual(t, auditActions(t, s, 0), []string{valet.AuditSecretRotated, valet.AuditAppUpdated})
 	_, err = s.RotateAppSecret(ctx, pub.ID)
 	wantField(t, err, "public")
 
@@ -184,6 +185,40 @@ func testOAuthApps(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	must(t, s.DeleteApp(ctx, conf.ID))
 	wantAuth(t, s, tokens.AccessToken, false)
 	wantCode(t, s.DeleteApp(ctx, conf.ID), valet.ENOTFOUND)
+	// The account that had it installed is told, and so is account 0.
+	entries, err := s.ListAudit(ctx, f.account.ID, 1)
+	must(t, err)
+	wantEqual(t, entries[0].Action, valet.AuditAppDeleted)
+	wantEqual(t, entries[0].AppID, conf.ID)
+	var details map[string]any
+	must(t, json.Unmarshal(entries[0].Details, &details))
+	wantEqual[any](t, details["client_id"], conf.ClientID)
+	wantEqual(t, auditActions(t, s, 0), []string{valet.AuditAppDeleted, valet.AuditSecretRotated, valet.AuditAppUpdated})
+}
+
+func testOAuthGrantLastUsed(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	g, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, valet.ScopeSet{"tickets:read"})
+	must(t, err)
+	if g.LastUsedDatetime != nil {
+		t.Fatalf("a new grant was used at %v", g.LastUsedDatetime)
+	}
+	used := clock.Now().Add(time.Minute)
+	must(t, s.TouchGrants(ctx, map[int64]time.Time{g.ID: used, g.ID + 1000: used}))
+	// An older time (a slower node's flush) never moves it backwards.
+	must(t, s.TouchGrants(ctx, map[int64]time.Time{g.ID: used.Add(-time.Hour)}))
+	must(t, s.TouchGrants(ctx, nil))
+	grants, err := s.ListGrants(ctx, f.account.ID)
+	must(t, err)
+	if len(grants) != 1 || grants[0].LastUsedDatetime == nil || !grants[0].LastUsedDatetime.Equal(used) {
+		t.Fatalf("grants after touch: %+v", grants)
+	}
+	found, err := s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	must(t, err)
+	if found.LastUsedDatetime == nil || !found.LastUsedDatetime.Equal(used) {
+		t.Fatalf("FindActiveGrant last used %v, want %v", found.LastUsedDatetime, used)
+	}
 }
 
 func testOAuthConsent(t *testing.T, s valet.OAuthStore, _ *Clock) {
