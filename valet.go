@@ -19,6 +19,7 @@ type Store interface {
 	EventService
 	CredentialService
 	SessionService
+	IntegrationService
 
 	// Ping reports whether the database answers (used by /readyz).
 	Ping(ctx context.Context) error

@@ -78,6 +78,13 @@ func (s *Server) apiRoutes() []apiRoute {
 		{"DELETE", "/api/tickets/{id}/tags", valet.ScopeTicketsWrite, s.removeTicketTags},
 
 		{"GET", "/api/events", valet.ScopeEventsRead, s.listEvents},
+
+		{"GET", "/api/integrations", valet.ScopeIntegrationsRead, s.listIntegrations},
+		{"POST", "/api/integrations", valet.ScopeIntegrationsWrite, s.createIntegration},
+		{"GET", "/api/integrations/{id}", valet.ScopeIntegrationsRead, s.getIntegration},
+		{"PUT", "/api/integrations/{id}", valet.ScopeIntegrationsWrite, s.updateIntegration},
+		{"DELETE", "/api/integrations/{id}", valet.ScopeIntegrationsWrite, s.deleteIntegration},
+		{"GET", "/api/integrations/{id}/deliveries", valet.ScopeIntegrationsRead, s.listDeliveries},
 	}
 }
 

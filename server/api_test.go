@@ -195,6 +195,9 @@ func testAPIScopes(t *testing.T, open storeOpener) {
 	f := newFixture(t, e.store, "acme")
 	doomedCustomer := mustCustomer(t, e.store, f.account, "doomed@customers.example")
 	doomedTicket := mustTicket(t, e.store, f.account, f.customer, "delete me")
+	hook := mustIntegration(t, e.store, f.account, "Orders", "https://hooks.example.com/valet")
+	doomedHook := mustIntegration(t, e.store, f.account, "Doomed", "https://hooks.example.com/doomed")
+	hid := strconv.FormatInt(hook.ID, 10)
 	tid := strconv.FormatInt(f.ticket.ID, 10)
 	cid := strconv.FormatInt(f.customer.ID, 10)
 	cases := []scopeCase{
@@ -218,6 +221,12 @@ func testAPIScopes(t *testing.T, open storeOpener) {
 		{"PUT /api/tickets/{id}/tags", valet.ScopeTicketsWrite, "/api/tickets/" + tid + "/tags", map[string]any{"names": []string{"vip", "refund"}}, 200},
 		{"DELETE /api/tickets/{id}/tags", valet.ScopeTicketsWrite, "/api/tickets/" + tid + "/tags", map[string]any{"names": []string{"vip"}}, 204},
 		{"GET /api/events", valet.ScopeEventsRead, "/api/events", nil, 200},
+		{"GET /api/integrations", valet.ScopeIntegrationsRead, "/api/integrations", nil, 200},
+		{"POST /api/integrations", valet.ScopeIntegrationsWrite, "/api/integrations", map[string]any{"http": map[string]any{"url": "https://hooks.example.com/new", "triggers": map[string]bool{"ticket-created": true}}}, 201},
+		{"GET /api/integrations/{id}", valet.ScopeIntegrationsRead, "/api/integrations/" + hid, nil, 200},
+		{"PUT /api/integrations/{id}", valet.ScopeIntegrationsWrite, "/api/integrations/" + hid, map[string]any{"name": "Orders v2"}, 200},
+		{"DELETE /api/integrations/{id}", valet.ScopeIntegrationsWrite, "/api/integrations/" + strconv.FormatInt(doomedHook.ID, 10), nil, 204},
+		{"GET /api/integrations/{id}/deliveries", valet.ScopeIntegrationsRead, "/api/integrations/" + hid + "/deliveries", nil, 200},
 	}
 
 	// The table covers every registered route, with the scope it declares.

@@ -61,6 +61,13 @@ func (s *Server) registerPages(mux *http.ServeMux) error {
 	mux.Handle("POST /settings/members", s.page(true, s.postMember))
 	mux.Handle("POST /settings/apikeys", s.page(true, s.postAPIKey))
 	mux.Handle("POST /settings/apikeys/{id}/delete", s.page(true, s.postDeleteAPIKey))
+	mux.Handle("GET /settings/integrations", s.page(true, s.integrationsPage))
+	mux.Handle("POST /settings/integrations", s.page(true, s.postIntegration))
+	mux.Handle("GET /settings/integrations/{id}", s.page(true, s.integrationPage))
+	mux.Handle("POST /settings/integrations/{id}", s.page(true, s.postUpdateIntegration))
+	mux.Handle("POST /settings/integrations/{id}/enable", s.page(true, s.setIntegrationStatus(valet.IntegrationActive, "integration-enabled")))
+	mux.Handle("POST /settings/integrations/{id}/disable", s.page(true, s.setIntegrationStatus(valet.IntegrationDisabled, "integration-disabled")))
+	mux.Handle("POST /settings/integrations/{id}/delete", s.page(true, s.postDeleteIntegration))
 
 	// Any other GET is a page that does not exist: answer with a readable
 	// 404 rather than the mux's plain text. (/api/ has its own JSON

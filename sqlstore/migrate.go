@@ -22,10 +22,14 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the dialect's migrations, ordered by version. A file
-// is named NNNN_what.sql; its number is its version.
-func (d *dialect) loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, d.migrations)
+// loadMigrations returns the helpdesk's migrations for the dialect.
+func (d *dialect) loadMigrations() ([]migration, error) { return loadMigrations(d.migrations) }
+
+// loadMigrations returns the migrations of one folder of migrations/,
+// ordered by version. A file is named NNNN_what.sql; its number is its
+// version. Subfolders (another schema's migrations) are skipped.
+func loadMigrations(dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +43,7 @@ func (d *dialect) loadMigrations() ([]migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration %s: name must start with a version number and _", e.Name())
 		}
-		b, err := migrationFS.ReadFile(path.Join(d.migrations, e.Name()))
+		b, err := migrationFS.ReadFile(path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
@@ -61,8 +65,16 @@ func (d *dialect) loadMigrations() ([]migration, error) {
 // PostgreSQL), so the others wait and then find nothing left to do. A
 // database migrated by a newer valet is refused rather than misread.
 func (s *Store) Migrate(ctx context.Context) error {
-	const op = "sqlstore.Migrate"
-	ms, err := s.d.loadMigrations()
+	return s.migrate(ctx, "sqlstore.Migrate", s.d.migrations, "schema_migrations")
+}
+
+// migrate applies the migrations of folder dir that the version table
+// table has not recorded, as Migrate describes. The helpdesk and the hub
+// keep their schemas apart this way: each has its own folder and table, so
+// either may share a database with the other. table is one of ours, never
+// input.
+func (s *Store) migrate(ctx context.Context, op, dir, table string) error {
+	ms, err := loadMigrations(dir)
 	if err != nil {
 		return s.fail(op, err, "")
 	}
@@ -76,7 +88,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return s.fail(op, err, "")
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+table+` (
 		version    BIGINT PRIMARY KEY,
 		name       TEXT   NOT NULL,
 		applied_at BIGINT NOT NULL
@@ -85,7 +97,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	applied := map[int64]bool{}
 	var newest int64
-	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM `+table)
 	if err != nil {
 		return s.fail(op, err, "")
 	}
@@ -115,7 +127,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return s.fail(op, fmt.Errorf("migration %s: %w", m.name, err), "")
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+			`INSERT INTO `+table+` (version, name, applied_at) VALUES ($1, $2, $3)`,
 			m.version, m.name, micros(tx.now)); err != nil {
 			return s.fail(op, err, "")
 		}
@@ -128,7 +140,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // SchemaVersion returns the newest migration applied to the database.
 func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	return s.schemaVersion(ctx, "sqlstore.SchemaVersion", "schema_migrations")
+}
+
+// schemaVersion returns the newest version recorded in table.
+func (s *Store) schemaVersion(ctx context.Context, op, table string) (int64, error) {
 	var v int64
-	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, s.fail("sqlstore.SchemaVersion", err, "")
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+table).Scan(&v)
+	return v, s.fail(op, err, "")
 }

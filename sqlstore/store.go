@@ -26,6 +26,10 @@ type Store struct {
 	clock valet.Clock
 	stmts stmtCache // the hot reads, prepared on r
 
+	// sealKey seals webhook signing secrets (WithSealKey); without it the
+	// store refuses to create integrations.
+	sealKey []byte
+
 	// imported counts the tickets ImportTickets stored, to analyze the
 	// tables each time their count doubles.
 	importMu     sync.Mutex
@@ -39,6 +43,18 @@ type Option func(*Store)
 // WithClock sets the clock behind every "now" the store records or compares
 // (datetimes, token and session expiry).
 func WithClock(c valet.Clock) Option { return func(s *Store) { s.clock = c } }
+
+// WithSealKey sets the 32-byte key that seals webhook signing secrets at
+// rest (AES-256-GCM with valet.SealKey). cmd/valet derives it from the server
+// secret: valet.DeriveKey(secret, "webhook secrets"). Without it
+// CreateIntegration and ClaimDeliveries answer EINTERNAL.
+func WithSealKey(key []byte) Option {
+	return func(s *Store) { s.sealKey = append([]byte(nil), key...) }
+}
+
+// CanSealSecrets reports whether the store was opened with a seal key, so
+// that pages can say webhooks need VALET_SECRET before anyone fills a form.
+func (s *Store) CanSealSecrets() bool { return s.sealKey != nil }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with
 // postgres:// or postgresql:// is a PostgreSQL connection string; anything
@@ -85,7 +101,7 @@ func (s *Store) Analyze(ctx context.Context) error {
 // allTables are the tables of the schema, for Analyze.
 var allTables = []string{"accounts", "users", "members", "customers", "tickets", "messages", "tags",
 	"ticket_tags", "events", "api_keys", "apps", "grants", "access_tokens", "sessions",
-	"auth_codes", "refresh_tokens", "signing_keys", "audit_log"}
+	"auth_codes", "refresh_tokens", "signing_keys", "audit_log", "integrations", "deliveries"}
 
 func (s *Store) analyze(ctx context.Context, tables ...string) error {
 	for _, stmt := range s.d.analyze(tables) {

@@ -36,12 +36,15 @@ const (
 	pageDevelopers    = "developers"
 	pageAppSecret     = "app_secret"
 	pageAppEdit       = "app_edit"
+	pageIntegrations  = "integrations"
+	pageIntegration   = "integration"
+	pageWebhookSecret = "integration_secret"
 	pageError         = "error"
 )
 
 var pageNames = []string{pageSignIn, pageAccounts, pageTickets, pageTicket, pageCustomers,
 	pageCustomer, pageSettings, pageAPIKeyCreated, pageConsent, pageConnectedApps,
-	pageDevelopers, pageAppSecret, pageAppEdit, pageError}
+	pageDevelopers, pageAppSecret, pageAppEdit, pageIntegrations, pageIntegration, pageWebhookSecret, pageError}
 
 // StaticPrefix is the path under which Static is mounted. Asset URLs carry
 // a content hash after it (/static/<hash>/app.css), so they can be cached

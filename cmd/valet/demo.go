@@ -29,6 +29,13 @@ func (m *Main) runDemo(ctx context.Context) error {
 			}
 		}
 	}
+	if m.Config.Secret == "" {
+		// The demo's data is public anyway (its passwords are printed); a
+		// fixed secret keeps its signing keys and webhook secrets usable
+		// across runs. Set before opening the store, which derives the
+		// webhook seal key from it.
+		m.Config.Secret = demoSecret
+	}
 	// The store reads time from the seed clock, which the seeder moves back
 	// so the tickets spread over the last weeks, and which is the wall clock
 	// the rest of the time.
@@ -46,11 +53,6 @@ func (m *Main) runDemo(ctx context.Context) error {
 	if seeded {
 		log.Info("seeded the demo helpdesk", "account", info.Account.Name, "customers", info.Customers,
 			"tickets", info.Tickets, "messages", info.Messages, "took", time.Since(began).Round(time.Millisecond).String())
-	}
-	if m.Config.Secret == "" {
-		// The demo's data is public anyway (its passwords are printed); a
-		// fixed secret keeps its signing keys usable across runs.
-		m.Config.Secret = demoSecret
 	}
 	app, appSecret, err := ensureDemoApp(ctx, store)
 	if err != nil {

@@ -16,10 +16,20 @@ import (
 	"github.com/valethq/valet/authserver"
 	"github.com/valethq/valet/server"
 	"github.com/valethq/valet/sqlstore"
+	"github.com/valethq/valet/webhook"
 )
 
 // openStore opens the configured database, applying pending migrations.
+// With a server secret the store also gets the key sealing webhook signing
+// secrets, derived from it: without one it refuses to create webhooks.
 func (m *Main) openStore(ctx context.Context, opts ...sqlstore.Option) (*sqlstore.Store, error) {
+	if m.Config.Secret != "" {
+		key, err := valet.DeriveKey([]byte(m.Config.Secret), "webhook secrets")
+		if err != nil {
+			return nil, fmt.Errorf("derive the webhook seal key: %w", err)
+		}
+		opts = append([]sqlstore.Option{sqlstore.WithSealKey(key)}, opts...)
+	}
 	store, err := sqlstore.Open(ctx, m.Config.DB, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", redactDSN(m.Config.DB), err)
@@ -70,7 +80,24 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 		defer stopJanitor()
 		go auth.RunJanitor(janitorCtx, time.Minute)
 	} else {
-		log.Warn("VALET_SECRET is not set: the OAuth authorization server is off")
+		log.Warn("VALET_SECRET is not set: the OAuth authorization server and webhooks are off")
+	}
+	// The webhook dispatcher needs the seal key openStore derives from the
+	// secret. It runs on every node (leases share the work out) and stops
+	// before serve returns, so its last results are recorded before the
+	// caller closes the store.
+	if m.Config.Secret != "" {
+		dispatcher := webhook.New(store, webhook.Config{Logger: log})
+		dctx, stopDispatcher := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			_ = dispatcher.Run(dctx)
+		}()
+		defer func() {
+			stopDispatcher()
+			<-stopped
+		}()
 	}
 	srv, err := server.New(store, m.Config.ServerConfig(url), opts...)
 	if err != nil {

@@ -23,6 +23,15 @@ import (
 // PostgreSQL server tests may use.
 const PostgresEnv = "VALET_TEST_POSTGRES"
 
+// SealKey is the fixed key sqltest's stores seal webhook secrets with, so
+// that stores reopened on one database can read each other's secrets.
+var SealKey = []byte("valet-sqltest-seal-key-32-bytes!")
+
+// withSealKey puts the test seal key first, so that opts may override it.
+func withSealKey(opts []sqlstore.Option) []sqlstore.Option {
+	return append([]sqlstore.Option{sqlstore.WithSealKey(SealKey)}, opts...)
+}
+
 // SQLite returns a store on a new file in tb.TempDir(), closed when the test
 // ends.
 func SQLite(tb testing.TB, opts ...sqlstore.Option) *sqlstore.Store {
@@ -35,7 +44,7 @@ func SQLite(tb testing.TB, opts ...sqlstore.Option) *sqlstore.Store {
 // independent handles, as two processes would have.
 func OpenSQLiteFile(tb testing.TB, path string, opts ...sqlstore.Option) *sqlstore.Store {
 	tb.Helper()
-	s, err := sqlstore.Open(context.Background(), path, opts...)
+	s, err := sqlstore.Open(context.Background(), path, withSealKey(opts)...)
 	if err != nil {
 		tb.Fatalf("sqltest: open %s: %v", path, err)
 	}
@@ -49,7 +58,7 @@ func OpenSQLiteFile(tb testing.TB, path string, opts ...sqlstore.Option) *sqlsto
 func Postgres(tb testing.TB, opts ...sqlstore.Option) *sqlstore.Store {
 	tb.Helper()
 	dsn := PostgresDSN(tb)
-	s, err := sqlstore.Open(context.Background(), dsn, opts...)
+	s, err := sqlstore.Open(context.Background(), dsn, withSealKey(opts)...)
 	if err != nil {
 		tb.Fatalf("sqltest: open postgres: %v", err)
 	}
@@ -97,4 +106,38 @@ func PostgresDSN(tb testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// HubSQLite returns a hub store on a new file in tb.TempDir(), closed when
+// the test ends.
+func HubSQLite(tb testing.TB, opts ...sqlstore.Option) *sqlstore.HubStore {
+	tb.Helper()
+	return OpenHubSQLiteFile(tb, filepath.Join(tb.TempDir(), "hub.db"), opts...)
+}
+
+// OpenHubSQLiteFile opens (creating and migrating if needed) the hub's
+// SQLite file at path and closes it when the test ends. Opening one path
+// twice gives two independent handles, as two hub processes would have.
+func OpenHubSQLiteFile(tb testing.TB, path string, opts ...sqlstore.Option) *sqlstore.HubStore {
+	tb.Helper()
+	s, err := sqlstore.OpenHub(context.Background(), path, opts...)
+	if err != nil {
+		tb.Fatalf("sqltest: open hub %s: %v", path, err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// HubPostgres returns a hub store on a new schema of the server named by
+// VALET_TEST_POSTGRES, dropped when the test ends. It skips like Postgres;
+// tests that open the hub store twice use PostgresDSN and sqlstore.OpenHub.
+func HubPostgres(tb testing.TB, opts ...sqlstore.Option) *sqlstore.HubStore {
+	tb.Helper()
+	dsn := PostgresDSN(tb)
+	s, err := sqlstore.OpenHub(context.Background(), dsn, opts...)
+	if err != nil {
+		tb.Fatalf("sqltest: open hub on postgres: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(testing.TB) valet.Store) {
 		{"AccessTokens", testAccessTokens},
 		{"RemovedMember", testRemovedMember},
 		{"Sessions", testSessions},
+		{"Integrations", testIntegrations},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}

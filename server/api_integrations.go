@@ -1,0 +1,219 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/valethq/valet"
+)
+
+// Webhooks (Gorgias's HTTP integrations) on the API. The store validates
+// and keeps them; these handlers only map JSON to the domain and back.
+
+// defaultDeliveryLimit is how many deliveries the log answers without
+// limit=, as other lists do.
+const defaultDeliveryLimit = 30
+
+// integrationJSON is an integration as the API shows it.
+type integrationJSON struct {
+	*valet.Integration
+	URI string `json:"uri"`
+}
+
+// integrationCreatedJSON is the creation answer: the only one that carries
+// the signing secret.
+type integrationCreatedJSON struct {
+	integrationJSON
+	Secret string `json:"secret"`
+}
+
+func integrationURI(id int64) string { return "/api/integrations/" + strconv.FormatInt(id, 10) + "/" }
+
+func integrationView(in *valet.Integration) integrationJSON {
+	return integrationJSON{Integration: in, URI: integrationURI(in.ID)}
+}
+
+// integrationHTTPFields is the writable part of "http". method is accepted
+// so a client can send back Gorgias's shape, but POST is the only one.
+type integrationHTTPFields struct {
+	URL      *string         `json:"url"`
+	Method   *string         `json:"method"`
+	Triggers map[string]bool `json:"triggers"`
+}
+
+// integrationCreate is the body of POST /api/integrations.
+type integrationCreate struct {
+	Type string                `json:"type"`
+	Name string                `json:"name"`
+	HTTP integrationHTTPFields `json:"http"`
+}
+
+// integrationUpdate is the body of PUT /api/integrations/{id}: fields left
+// out stay as they are; triggers, when sent, replace the whole set.
+type integrationUpdate struct {
+	Name   *string               `json:"name"`
+	HTTP   integrationHTTPFields `json:"http"`
+	Status *string               `json:"status"`
+}
+
+// apply copies the fields sent onto in; the store validates the result
+// (valet.Integration.Validate), so one set of rules serves API and pages.
+func (f *integrationHTTPFields) apply(in *valet.Integration) {
+	if f.URL != nil {
+		in.HTTP.URL = *f.URL
+	}
+	if f.Method != nil {
+		in.HTTP.Method = *f.Method
+	}
+	if f.Triggers != nil {
+		in.HTTP.Triggers = f.Triggers
+	}
+}
+
+// webhooksOff answers the clear error of a server that cannot seal webhook
+// secrets, when it cannot: creating a webhook needs one. It
+// is a server setting the client cannot fix, hence 500; unlike other
+// internal errors its message is safe to show and is what an operator
+// needs to read, so it is written here rather than hidden by writeError.
+func (s *Server) webhooksOff(w http.ResponseWriter, r *http.Request) bool {
+	msg := s.webhooksUnavailable()
+	if msg == "" {
+		return false
+	}
+	s.log.WarnContext(r.Context(), "webhooks are off", "reason", msg, "request_id", RequestID(r.Context()))
+	s.writeJSON(w, r, StatusOfCode(valet.EINTERNAL), errorBody{Error: errorDetail{Code: valet.EINTERNAL, Msg: msg}})
+	return true
+}
+
+// listIntegrations serves GET /api/integrations: the account's webhooks,
+// newest first. An account has few, so the list is one page.
+func (s *Server) listIntegrations(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	if _, err := query(r); err != nil {
+		return err
+	}
+	ins, err := s.store.ListIntegrations(r.Context(), cred.AccountID)
+	if err != nil {
+		return err
+	}
+	writeList(s, w, r, &valet.Page[valet.Integration]{Data: ins}, integrationView)
+	return nil
+}
+
+// createIntegration serves POST /api/integrations: 201 with the signing
+// secret, shown this once. The creating app and user are recorded so an
+// account can tell which installation set a webhook up.
+func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	var body integrationCreate
+	if err := s.decode(w, r, &body); err != nil {
+		return err
+	}
+	if s.webhooksOff(w, r) {
+		return nil
+	}
+	in := &valet.Integration{AccountID: cred.AccountID, Type: body.Type, Name: body.Name}
+	body.HTTP.apply(in)
+	if cred.AppID != 0 {
+		in.AppID = &cred.AppID
+	}
+	if cred.UserID != 0 {
+		in.CreatedByUserID = &cred.UserID
+	}
+	secret, err := s.store.CreateIntegration(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "integration created", "account_id", cred.AccountID, "integration_id", in.ID,
+		"app_id", cred.AppID, "user_id", cred.UserID, "request_id", RequestID(r.Context()))
+	s.created(w, r, integrationURI(in.ID), integrationCreatedJSON{integrationJSON: integrationView(in), Secret: secret})
+	return nil
+}
+
+// getIntegration serves GET /api/integrations/{id}; another account's is 404.
+func (s *Server) getIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusOK, integrationView(in))
+	return nil
+}
+
+// updateIntegration serves PUT /api/integrations/{id}: name, http.url,
+// http.triggers and status. Setting status "active" re-enables an
+// integration disabled after failures and resets its failure count.
+func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var body integrationUpdate
+	if err := s.decode(w, r, &body); err != nil {
+		return err
+	}
+	in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
+	if err != nil {
+		return err
+	}
+	if body.Name != nil {
+		in.Name = *body.Name
+	}
+	body.HTTP.apply(in)
+	if body.Status != nil {
+		in.Status = *body.Status
+	}
+	// On success in holds what is stored: the store moves updated_datetime,
+	// the failure count and disabled_datetime.
+	if err := s.store.UpdateIntegration(r.Context(), in); err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusOK, integrationView(in))
+	return nil
+}
+
+// deleteIntegration serves DELETE /api/integrations/{id}: 204; its pending
+// deliveries go with it.
+func (s *Server) deleteIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteIntegration(r.Context(), cred.AccountID, id); err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "integration deleted", "account_id", cred.AccountID, "integration_id", id,
+		"app_id", cred.AppID, "user_id", cred.UserID, "request_id", RequestID(r.Context()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// listDeliveries serves GET /api/integrations/{id}/deliveries: the delivery
+// log, newest first, limit 1-100. It is a log to look at, not to page
+// through, so it has no cursors.
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	limit := defaultDeliveryLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > valet.MaxLimit {
+			return valet.Invalid(map[string][]string{"limit": {"must be an integer between 1 and " + strconv.Itoa(valet.MaxLimit)}})
+		}
+		limit = n
+	}
+	ds, err := s.store.ListDeliveries(r.Context(), cred.AccountID, id, limit)
+	if err != nil {
+		return err
+	}
+	writeList(s, w, r, &valet.Page[valet.Delivery]{Data: ds}, func(d *valet.Delivery) *valet.Delivery { return d })
+	return nil
+}

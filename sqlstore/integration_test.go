@@ -1,0 +1,215 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valethq/valet"
+	"github.com/valethq/valet/sqlstore"
+	"github.com/valethq/valet/sqlstore/sqltest"
+	"github.com/valethq/valet/sqlstore/storetest"
+)
+
+func TestIntegrationsSQLite(t *testing.T) {
+	storetest.RunIntegrations(t, func(tb testing.TB, c valet.Clock) valet.Store {
+		return sqltest.SQLite(tb, sqlstore.WithClock(c))
+	})
+}
+
+func TestIntegrationsPostgres(t *testing.T) {
+	storetest.RunIntegrations(t, func(tb testing.TB, c valet.Clock) valet.Store {
+		return sqltest.Postgres(tb, sqlstore.WithClock(c))
+	})
+}
+
+// nodeBackend opens one database twice, as two nodes (or two processes on one
+// SQLite file) would, and a raw connection to look at what is stored.
+type nodeBackend struct {
+	name string
+	open func(t *testing.T) (a, b *sqlstore.Store, raw *sql.DB)
+}
+
+var nodeBackends = []nodeBackend{
+	{"sqlite", func(t *testing.T) (*sqlstore.Store, *sqlstore.Store, *sql.DB) {
+		path := filepath.Join(t.TempDir(), "valet.db")
+		a := sqltest.OpenSQLiteFile(t, path)
+		b := sqltest.OpenSQLiteFile(t, path)
+		raw, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		return a, b, raw
+	}},
+	{"postgres", func(t *testing.T) (*sqlstore.Store, *sqlstore.Store, *sql.DB) {
+		dsn := sqltest.PostgresDSN(t)
+		open := func() *sqlstore.Store {
+			s, err := sqlstore.Open(context.Background(), dsn, sqlstore.WithSealKey(sqltest.SealKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		a, b := open(), open()
+		raw, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		return a, b, raw
+	}},
+}
+
+func newAccount(t *testing.T, s *sqlstore.Store, name string) (*valet.Account, *valet.Customer) {
+	t.Helper()
+	ctx := context.Background()
+	a := &valet.Account{Name: name, DisplayName: name}
+	if err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	c := &valet.Customer{AccountID: a.ID, Email: "c@" + name + ".test", Name: "C"}
+	if err := s.CreateCustomer(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return a, c
+}
+
+// TestIntegrationSecretSealed checks what the database holds: the signing
+// secret only sealed under the store's key, never in the clear.
+func TestIntegrationSecretSealed(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range nodeBackends {
+		t.Run(b.name, func(t *testing.T) {
+			s, _, raw := b.open(t)
+			a, _ := newAccount(t, s, "acme")
+			in := &valet.Integration{AccountID: a.ID, HTTP: valet.IntegrationHTTP{URL: "https://example.com/h",
+				Triggers: map[string]bool{valet.EventTicketCreated: true}}}
+			secret, err := s.CreateIntegration(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			random := strings.TrimPrefix(secret, valet.PrefixWebhookSecret)
+			rows, err := raw.QueryContext(ctx, `SELECT * FROM integrations`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			cols, _ := rows.Columns()
+			if !rows.Next() {
+				t.Fatal("no row")
+			}
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			var sealed []byte
+			for i, c := range cols {
+				if strings.Contains(fmt.Sprintf("%s", vals[i]), random) {
+					t.Errorf("column %s holds the secret in the clear", c)
+				}
+				if c == "secret_sealed" {
+					sealed, _ = vals[i].([]byte)
+				}
+			}
+			opened, err := valet.OpenKey(sqltest.SealKey, sealed)
+			if err != nil || string(opened) != secret {
+				t.Fatalf("secret_sealed does not open to the secret: %v", err)
+			}
+		})
+	}
+}
+
+// TestIntegrationNeedsSealKey: a server without a secret cannot keep
+// webhook secrets, and says so.
+func TestIntegrationNeedsSealKey(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.SQLite(t, sqlstore.WithSealKey(nil))
+	a, _ := newAccount(t, s, "acme")
+	_, err := s.CreateIntegration(ctx, &valet.Integration{AccountID: a.ID, HTTP: valet.IntegrationHTTP{
+		URL: "https://example.com/h", Triggers: map[string]bool{valet.EventTicketCreated: true}}})
+	if valet.ErrorCode(err) != valet.EINTERNAL || !strings.Contains(valet.ErrorMessage(err), "VALET_SECRET") {
+		t.Fatalf("error = %v (%q)", err, valet.ErrorMessage(err))
+	}
+	_, err = s.ClaimDeliveries(ctx, 10, time.Minute)
+	if valet.ErrorCode(err) != valet.EINTERNAL {
+		t.Fatalf("claim without a seal key: %v", err)
+	}
+}
+
+// TestClaimTwoNodes: two stores on one database enqueue and claim at once;
+// every delivery is claimed by exactly one of them, and enqueued once.
+func TestClaimTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range nodeBackends {
+		t.Run(b.name, func(t *testing.T) {
+			s1, s2, _ := b.open(t)
+			a, c := newAccount(t, s1, "acme")
+			in := &valet.Integration{AccountID: a.ID, HTTP: valet.IntegrationHTTP{URL: "https://example.com/h",
+				Triggers: map[string]bool{valet.EventTicketCreated: true}}}
+			if _, err := s1.CreateIntegration(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			const tickets = 60
+			for i := range tickets {
+				tk := &valet.Ticket{AccountID: a.ID, Subject: fmt.Sprint("t", i), Customer: valet.PersonRef{ID: c.ID}}
+				if err := s1.CreateTicket(ctx, tk, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var mu sync.Mutex
+			claimed := map[int64]int{}
+			enqueued := 0
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for _, s := range []*sqlstore.Store{s1, s2, s1, s2} {
+				wg.Go(func() {
+					for idle := 0; idle < 3; {
+						n, err := s.EnqueueDeliveries(ctx, 7)
+						if err != nil {
+							errs <- err
+							return
+						}
+						jobs, err := s.ClaimDeliveries(ctx, 5, time.Hour)
+						if err != nil {
+							errs <- err
+							return
+						}
+						mu.Lock()
+						enqueued += n
+						for _, j := range jobs {
+							claimed[j.ID]++
+						}
+						mu.Unlock()
+						if n == 0 && len(jobs) == 0 {
+							idle++
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if enqueued != tickets || len(claimed) != tickets {
+				t.Fatalf("enqueued %d, claimed %d distinct, want %d", enqueued, len(claimed), tickets)
+			}
+			for id, n := range claimed {
+				if n != 1 {
+					t.Fatalf("delivery %d claimed %d times", id, n)
+				}
+			}
+		})
+	}
+}
