@@ -20,11 +20,12 @@ var _ valet.Store = (*Store)(nil)
 
 // Store implements valet.Store on SQLite or PostgreSQL.
 type Store struct {
-	w     *sql.DB // writes (SQLite: one connection)
-	r     *sql.DB // reads (SQLite: read-only pool; PostgreSQL: w)
-	d     *dialect
-	clock valet.Clock
-	stmts stmtCache // the hot reads, prepared on r
+	w      *sql.DB // writes (SQLite: one connection)
+	r      *sql.DB // reads (SQLite: read-only pool; PostgreSQL: w)
+	d      *dialect
+	clock  valet.Clock
+	stmts  stmtCache // the hot reads, prepared on r
+	wstmts stmtCache // the writes, prepared on w (SQLite only)
 
 	// sealKey seals webhook signing secrets (WithSealKey); without it the
 	// store refuses to create integrations.
@@ -132,7 +133,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the prepared statements and the connection pools.
 func (s *Store) Close() error {
-	errs := []error{s.stmts.close()}
+	errs := []error{s.stmts.close(), s.wstmts.close()}
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
@@ -157,15 +158,17 @@ type tx struct {
 	now    time.Time
 	actor  valet.Actor
 	events []valet.Event
+	writer bool // on the writer pool: statements go through s.wstmts
 }
 
 // begin starts a write transaction (BEGIN IMMEDIATE on SQLite).
 func (s *Store) begin(ctx context.Context) (*tx, error) {
+	s.prepareWrites(ctx)
 	t, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &tx{Tx: t, s: s, now: s.now(), actor: valet.ActorFromContext(ctx)}, nil
+	return &tx{Tx: t, s: s, now: s.now(), actor: valet.ActorFromContext(ctx), writer: true}, nil
 }
 
 // read starts a read-only transaction, so that a method issuing several
