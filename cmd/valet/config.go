@@ -44,6 +44,8 @@ type Config struct {
 	// Secret (VALET_SECRET) seals the ID token signing keys in the store;
 	// without it the OAuth authorization server is off.
 	Secret string
+	// Hub configures valet hub, the integration hub (hub.go).
+	Hub HubConfig
 }
 
 // DefaultConfig returns the defaults: a local SQLite file on 127.0.0.1:8080
@@ -60,6 +62,7 @@ func DefaultConfig() Config {
 		OAuthLimit:      sc.OAuthLimit,
 		SignInLimit:     sc.SignInLimit,
 		SessionTTL:      sc.SessionTTL,
+		Hub:             HubConfig{Addr: defaultHubAddr, DB: defaultHubDB},
 	}
 }
 
@@ -82,6 +85,15 @@ var envVars = []struct {
 	{"VALET_SESSION_TTL", "session-ttl", "how long a browser stays signed in", false},
 	{"VALET_PASSWORD", "password / owner-password", "admin commands' password", true},
 	{"VALET_SECRET", "secret", "server secret (16+ bytes) sealing signing keys; enables OAuth", true},
+	{"VALET_HUB_ADDR", "addr (hub)", "address the hub listens on", false},
+	{"VALET_HUB_DB", "db (hub)", "the hub's SQLite file or postgres:// DSN", true},
+	{"VALET_HUB_HELPDESK", "helpdesk (hub)", "the helpdesk's issuer URL", false},
+	{"VALET_HUB_CLIENT_ID", "client-id (hub)", "the hub's client_id at the helpdesk", false},
+	{"VALET_HUB_CLIENT_SECRET", "client-secret (hub)", "the hub's client secret", true},
+	{"VALET_HUB_PUBLIC_URL", "public-url (hub)", "the hub's public base URL", false},
+	{"VALET_HUB_SCOPES", "scopes (hub)", "scopes Connect asks for, space-separated", false},
+	{"VALET_HUB_KEY", "(hub)", "key (32+ bytes) encrypting the hub's tokens at rest", true},
+	{"VALET_HUB_OLD_KEYS", "old-key (hub rotate-key)", "earlier hub keys, comma-separated, until rotate-key", true},
 }
 
 // LoadEnv applies the VALET_* variables that getenv returns non-empty;
@@ -122,6 +134,15 @@ func (c *Config) LoadEnv(getenv func(string) string, readFile func(string) ([]by
 	str("VALET_LOG_FORMAT", &c.LogFormat, false)
 	str("VALET_PASSWORD", &c.Password, true)
 	str("VALET_SECRET", &c.Secret, true)
+	str("VALET_HUB_ADDR", &c.Hub.Addr, false)
+	str("VALET_HUB_DB", &c.Hub.DB, true)
+	str("VALET_HUB_HELPDESK", &c.Hub.Helpdesk, false)
+	str("VALET_HUB_CLIENT_ID", &c.Hub.ClientID, false)
+	str("VALET_HUB_CLIENT_SECRET", &c.Hub.ClientSecret, true)
+	str("VALET_HUB_PUBLIC_URL", &c.Hub.PublicURL, false)
+	str("VALET_HUB_SCOPES", &c.Hub.Scopes, false)
+	str("VALET_HUB_KEY", &c.Hub.Key, true)
+	str("VALET_HUB_OLD_KEYS", &c.Hub.OldKeys, true)
 	parsed("VALET_LOG_LEVEL", func(v string) error { return c.LogLevel.UnmarshalText([]byte(v)) })
 	parsed("VALET_SHUTDOWN_TIMEOUT", durationValue{&c.ShutdownTimeout}.Set)
 	parsed("VALET_SESSION_TTL", durationValue{&c.SessionTTL}.Set)

@@ -23,9 +23,12 @@ func (m *Main) runDemo(ctx context.Context) error {
 		if isPostgres(m.Config.DB) {
 			return usageErrorf("--reset deletes a SQLite file; drop a PostgreSQL demo database yourself")
 		}
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			if err := os.Remove(m.Config.DB + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("reset the demo database: %w", err)
+		// The hub's connections point into the helpdesk's data: they go too.
+		for _, db := range []string{m.Config.DB, demoHubDB(m.Config.DB)} {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(db + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("reset the demo database: %w", err)
+				}
 			}
 		}
 	}
@@ -58,10 +61,31 @@ func (m *Main) runDemo(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("register the demo app: %w", err)
 	}
-	return m.serve(ctx, store, store.Dialect(), log, func(url string) {
-		m.printDemo(url, info, seeded)
+	var dh *demoHub
+	if !m.Config.Hub.Off {
+		if dh, err = m.prepareDemoHub(ctx, store, log); err != nil {
+			return err
+		}
+		if dh != nil {
+			defer dh.store.Close()
+		}
+	}
+	err = m.serve(ctx, store, store.Dialect(), log, func(url string) {
+		hubURL := ""
+		if dh != nil {
+			hubURL = dh.url
+		}
+		m.printDemo(url, info, seeded, hubURL)
 		m.printDemoApp(url, app, appSecret)
+		if dh != nil {
+			dh.start(ctx, m, url, log)
+			m.printDemoHub(dh, info)
+		}
 	})
+	if dh != nil {
+		err = errors.Join(err, dh.wait())
+	}
+	return err
 }
 
 const (
@@ -102,14 +126,15 @@ func (m *Main) printDemoApp(url string, app *valet.App, secret string) {
 	fmt.Fprintf(w, "3. curl -H 'Authorization: Bearer vat_...' %s/api/tickets\n\n", url)
 }
 
-func (m *Main) printDemo(url string, info *seed.Info, seeded bool) {
+func (m *Main) printDemo(url string, info *seed.Info, seeded bool, hubURL string) {
 	if m.Config.JSON {
 		writeJSON(m.Stdout, struct {
 			URL    string `json:"url"`
+			HubURL string `json:"hub_url,omitempty"`
 			DB     string `json:"db"`
 			Seeded bool   `json:"seeded"`
 			*seed.Info
-		}{url, redactDSN(m.Config.DB), seeded, info})
+		}{url, hubURL, redactDSN(m.Config.DB), seeded, info})
 		return
 	}
 	w := m.Stdout
@@ -127,5 +152,9 @@ func (m *Main) printDemo(url string, info *seed.Info, seeded bool) {
 	if seeded {
 		state = fmt.Sprintf("seeded with %d customers and %d tickets", info.Customers, info.Tickets)
 	}
-	fmt.Fprintf(w, "\nData: %s (%s).\nStop with Ctrl-C.\n\n", redactDSN(m.Config.DB), state)
+	fmt.Fprintf(w, "\nData: %s (%s).\n", redactDSN(m.Config.DB), state)
+	if hubURL == "" {
+		fmt.Fprint(w, "Stop with Ctrl-C.\n")
+	}
+	fmt.Fprintln(w)
 }

@@ -109,14 +109,29 @@ func init() {
 			summary:  "apply database migrations and exit",
 			register: func(m *Main, fs *flag.FlagSet) { m.Config.dbFlag(fs) },
 			run:      (*Main).runMigrate},
-		{name: "demo", args: "[--addr A] [--db FILE] [--reset] [--json]",
-			summary: "serve a seeded demo helpdesk (account acme) on a local SQLite file",
+		{name: "demo", args: "[--addr A] [--db FILE] [--reset] [--json] [--hub-addr A | --no-hub]",
+			summary: "serve a seeded demo helpdesk (account acme) on a local SQLite file, and the integration hub beside it",
 			register: func(m *Main, fs *flag.FlagSet) {
 				m.Config.dbFlag(fs)
 				m.Config.serveFlags(fs)
-				fs.BoolVar(&m.DemoReset, "reset", false, "delete the demo database first and seed a new one")
+				fs.BoolVar(&m.DemoReset, "reset", false, "delete the demo database (and the demo hub's) first and seed a new one")
+				fs.BoolVar(&m.Config.Hub.Off, "no-hub", false, "do not start the integration hub beside the helpdesk")
+				fs.StringVar(&m.Config.Hub.Addr, "hub-addr", m.Config.Hub.Addr, "address the demo's integration hub listens on")
 			},
 			run: (*Main).runDemo},
+		{name: "hub", args: "--helpdesk URL --client-id ID --client-secret S [--addr A] [--db DB] [--public-url URL]",
+			summary:  "serve the integration hub: sign in with valet, connect helpdesks, keep their tokens alive (needs VALET_HUB_KEY)",
+			register: func(m *Main, fs *flag.FlagSet) { m.Config.hubFlags(fs) },
+			check:    func(m *Main) error { return m.Config.Hub.validate(true) },
+			run:      (*Main).runHub},
+		{name: "hub rotate-key", args: "[--db DB] [--old-key K]",
+			summary: "re-encrypt every hub connection under VALET_HUB_KEY (old keys from VALET_HUB_OLD_KEYS or --old-key)",
+			register: func(m *Main, fs *flag.FlagSet) {
+				hubDBFlag(&m.Config, fs)
+				fs.StringVar(&m.Config.Hub.OldKey, "old-key", "", "the previous key (better: VALET_HUB_OLD_KEYS_FILE)")
+			},
+			check: func(m *Main) error { return m.Config.Hub.validate(false) },
+			run:   (*Main).runHubRotateKey},
 		{name: "admin account create", args: "--name NAME --owner-email E --owner-password P [--owner-name N] [--display-name D]",
 			summary: "create an account and its owner (the user is created if new)",
 			register: func(m *Main, fs *flag.FlagSet) {
@@ -220,6 +235,11 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 			return &usageError{msg: "admin needs a command: account create, user add or apikey create", command: "admin"}
 		}
 		name, rest = strings.Join(args[:3], " "), args[3:]
+	} else if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		// Two-word commands: hub rotate-key.
+		if _, ok := lookupCommand(name + " " + args[1]); ok {
+			name, rest = name+" "+args[1], args[2:]
+		}
 	}
 	cmd, ok := lookupCommand(name)
 	if !ok {
