@@ -442,6 +442,19 @@ func TestRememberedConsent(t *testing.T) {
 		strings.Contains(b.lastConsent, `class="scope" data-scope="tickets:read"`) {
 		t.Fatalf("new scope prompt:\n%s", b.lastConsent)
 	}
+	// The audit log records the two decisions the person made, not the
+	// silent re-authorization between them.
+	entries, err := e.store.ListAudit(ctx, e.account.ID, 50)
+	must(t, err)
+	var given []string
+	for _, en := range entries {
+		if en.Action == valet.AuditConsentGiven {
+			given = append(given, string(en.Details))
+		}
+	}
+	if len(given) != 2 || !strings.Contains(given[0], "tickets:write") {
+		t.Fatalf("consent.given entries %q", given)
+	}
 }
 
 func TestExpiredCode(t *testing.T) {

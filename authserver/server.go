@@ -164,7 +164,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			return
 		case TokenPath, RevokePath, IntrospectPath:
 			rec := &bufferedWriter{header: http.Header{}}
-			h.ServeHTTP(rec, r)
+			h.ServeHTTP(rec, r.WithContext(withAppMemo(r.Context())))
 			finishToken(w, rec)
 			return
 		}
@@ -330,8 +330,11 @@ func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthoriz
 
 // Approve records the user's consent on the account and returns where the
 // browser goes next: the library's callback, which answers the app with a
-// code. Errors: ENOTFOUND, and the store's Consent errors.
-func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time) (string, error) {
+// code. A remembered grant that already holds the requested scopes is used
+// as it is: consent is recorded (and audited) when a person gave it, not
+// on every silent re-authorization. Errors: ENOTFOUND, and the store's
+// Consent errors.
+func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error) {
 	a, err := s.unseal(id)
 	if err != nil || a.Done() {
 		return "", valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
@@ -340,14 +343,18 @@ func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64
 	if err != nil {
 		return "", err
 	}
-	g, err := s.store.Consent(ctx, accountID, userID, app.ID, valet.ScopeSet(toScopes(a.Scopes)))
-	if err != nil {
-		return "", err
+	requested := valet.ScopeSet(toScopes(a.Scopes))
+	g := remembered
+	if g == nil || g.AccountID != accountID || g.UserID != userID || g.AppID != app.ID || !g.Scopes.Contains(requested) {
+		// The code's transaction still refuses a grant revoked meanwhile.
+		if g, err = s.store.Consent(ctx, accountID, userID, app.ID, requested); err != nil {
+			return "", err
+		}
 	}
 	a.UserID, a.AccountID, a.GrantID, a.AuthTime = userID, accountID, g.ID, authTime.UnixMicro()
 	a.Code, err = s.store.CreateAuthCode(ctx, &valet.AuthCode{GrantID: a.GrantID, RedirectURI: a.RedirectURI,
 		CodeChallenge: a.Challenge, CodeChallengeMethod: string(a.ChallengeMeth), Nonce: a.Nonce,
-		Scopes: valet.ScopeSet(toScopes(a.Scopes)), AuthTime: a.GetAuthTime()})
+		Scopes: requested, AuthTime: a.GetAuthTime()})
 	if err != nil {
 		return "", err
 	}

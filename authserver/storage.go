@@ -116,8 +116,35 @@ func (st storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorith
 }
 func (st storage) KeySet(context.Context) ([]op.Key, error) { return st.s.keys.public(), nil }
 
-func (st storage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
+// appMemoKey marks a token-endpoint request's context with the app it
+// authenticated: the library looks the client up twice per request
+// (AuthorizeClientIDSecret, then GetClientByClientID).
+type appMemoKey struct{}
+
+type appMemo struct {
+	clientID string
+	app      *valet.App
+}
+
+func withAppMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, appMemoKey{}, &appMemo{})
+}
+
+// findApp is the store's FindApp, once per request.
+func (st storage) findApp(ctx context.Context, clientID string) (*valet.App, error) {
+	m, _ := ctx.Value(appMemoKey{}).(*appMemo)
+	if m != nil && m.app != nil && m.clientID == clientID {
+		return m.app, nil
+	}
 	app, err := st.s.store.FindApp(ctx, clientID)
+	if m != nil && err == nil {
+		m.clientID, m.app = clientID, app
+	}
+	return app, err
+}
+
+func (st storage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
+	app, err := st.findApp(ctx, clientID)
 	if err != nil {
 		if valet.ErrorCode(err) == valet.ENOTFOUND {
 			return nil, unknownClient{}
@@ -134,7 +161,7 @@ func (unknownClient) Error() string { return "unknown client" }
 func (unknownClient) IsNotFound()   {}
 
 func (st storage) AuthorizeClientIDSecret(ctx context.Context, clientID, secret string) error {
-	app, err := st.s.store.FindApp(ctx, clientID)
+	app, err := st.findApp(ctx, clientID)
 	if err != nil && valet.ErrorCode(err) != valet.ENOTFOUND {
 		return oidc.ErrServerError().WithParent(err)
 	}

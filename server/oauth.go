@@ -21,7 +21,9 @@ type OAuthProvider interface {
 	// Pending returns the request behind a consent page id. Errors: ENOTFOUND.
 	Pending(ctx context.Context, id string) (*valet.PendingAuthorization, error)
 	// Approve records consent and returns where the browser goes next.
-	Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time) (string, error)
+	// remembered is the user's active grant when it already holds every
+	// requested scope: there is no new consent to record then.
+	Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error)
 	// Deny records the refusal and returns the app's error redirect.
 	Deny(ctx context.Context, id string, userID, accountID int64) (string, error)
 }
@@ -91,8 +93,9 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 	account := consentAccount(ps, "", pending.AccountHint)
 	var granted valet.ScopeSet
 	if account != nil {
+		var g *valet.Grant
 		if store, ok := s.store.(valet.OAuthService); ok {
-			g, err := store.FindActiveGrant(ctx, account.ID, ps.user.ID, pending.App.ID)
+			g, err = store.FindActiveGrant(ctx, account.ID, ps.user.ID, pending.App.ID)
 			if err != nil && valet.ErrorCode(err) != valet.ENOTFOUND {
 				return err
 			}
@@ -100,8 +103,8 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 				granted = g.Scopes
 			}
 		}
-		if granted.Contains(pending.Scopes) {
-			to, err := s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime)
+		if g != nil && granted.Contains(pending.Scopes) {
+			to, err := s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime, g)
 			if err != nil {
 				return err
 			}
@@ -148,7 +151,7 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSes
 		if account == nil {
 			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
 		}
-		to, err = s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime)
+		to, err = s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)
 	case "deny":
 		var accountID int64 // a refusal needs no account
 		if account != nil {

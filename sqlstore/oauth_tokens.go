@@ -62,15 +62,16 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*v
 	}
 	defer tx.rollback()
 	c := &valet.AuthCode{}
-	var scopes string
+	var scopes, accountName string
 	var authTime, created, expires int64
 	var used, grantRevoked sql.NullInt64
 	err = tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
 		c.code_challenge, c.challenge_method, c.nonce, c.scopes, c.auth_time, c.created_at, c.expires_at,
-		c.used_at, g.revoked_at
-		FROM auth_codes c JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1`, valet.HashSecret(code)).
+		c.used_at, g.revoked_at, ac.name
+		FROM auth_codes c JOIN grants g ON g.id = c.grant_id JOIN accounts ac ON ac.id = g.account_id
+		WHERE c.code_hash = $1`, valet.HashSecret(code)).
 		Scan(&c.ID, &c.GrantID, &c.AppID, &c.AccountID, &c.UserID, &c.RedirectURI, &c.CodeChallenge,
-			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked)
+			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked, &accountName)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
 	}
@@ -101,7 +102,8 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*v
 		// committed, so its tokens are visible to the revocation.
 		return nil, s.codeReplay(ctx, tx, c)
 	}
-	out, err := tx.issue(ctx, issue{grantID: c.GrantID, codeID: c.ID, scopes: c.Scopes, refreshScopes: c.Scopes,
+	out, err := tx.issue(ctx, issue{grantID: c.GrantID, appID: c.AppID, accountID: c.AccountID, userID: c.UserID,
+		accountName: accountName, codeID: c.ID, scopes: c.Scopes, refreshScopes: c.Scopes,
 		nonce: c.Nonce, authTime: c.AuthTime, familyAt: tx.now, accessTTL: accessTTL,
 		refresh: c.Scopes.Has(valet.ScopeOffline)})
 	if err != nil {
@@ -127,28 +129,26 @@ func (s *Store) codeReplay(ctx context.Context, tx *tx, c *valet.AuthCode) error
 	return errorf(op, valet.ECONFLICT, "The authorization code was already used; its tokens are revoked.", nil)
 }
 
+// issue is what a new token of a code's family needs, all of it read by
+// the redemption's first statement.
 type issue struct {
-	grantID, codeID, parentID int64
-	scopes, refreshScopes     valet.ScopeSet
-	nonce                     string
-	authTime, familyAt        time.Time
-	accessTTL                 time.Duration
-	refresh                   bool
+	grantID, appID, accountID, userID int64
+	accountName                       string
+	codeID, parentID                  int64
+	scopes, refreshScopes             valet.ScopeSet
+	nonce                             string
+	authTime, familyAt                time.Time
+	accessTTL                         time.Duration
+	refresh                           bool
 }
 
 // issue stores a new access token (and refresh token) of a code's family.
 func (tx *tx) issue(ctx context.Context, in issue) (*valet.IssuedTokens, error) {
-	out := &valet.IssuedTokens{GrantID: in.grantID, Scopes: in.scopes, Nonce: in.nonce, AuthTime: in.authTime,
-		AccessTokenTTL: in.accessTTL}
-	err := tx.QueryRowContext(ctx, `SELECT g.app_id, g.account_id, g.user_id, a.name FROM grants g
-		JOIN accounts a ON a.id = g.account_id WHERE g.id = $1`, in.grantID).
-		Scan(&out.AppID, &out.AccountID, &out.UserID, &out.AccountName)
-	if err != nil {
-		return nil, err
-	}
+	out := &valet.IssuedTokens{GrantID: in.grantID, AppID: in.appID, AccountID: in.accountID, UserID: in.userID,
+		AccountName: in.accountName, Scopes: in.scopes, Nonce: in.nonce, AuthTime: in.authTime, AccessTokenTTL: in.accessTTL}
 	out.AccessToken = valet.NewSecret(valet.PrefixAccessToken)
 	out.AccessExpires = tx.now.Add(in.accessTTL)
-	_, err = tx.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
+	_, err := tx.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		valet.HashSecret(out.AccessToken), in.grantID, in.scopes.String(), micros(tx.now), micros(out.AccessExpires),
 		in.codeID, zeroNull(in.parentID))
@@ -193,16 +193,17 @@ func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.Ref
 	}
 	defer tx.rollback()
 	rt := &valet.RefreshToken{}
-	var stored string
+	var stored, accountName string
 	var authTime, familyAt, created, expires, leeway int64
 	var used, revoked, grantRevoked sql.NullInt64
 	err = tx.QueryRowContext(ctx, `SELECT t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes,
 		t.nonce, t.auth_time, t.family_at, t.created_at, t.expires_at, t.used_at, t.revoked_at, g.revoked_at,
-		a.refresh_leeway
+		a.refresh_leeway, ac.name
 		FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN apps a ON a.id = g.app_id
+		JOIN accounts ac ON ac.id = g.account_id
 		WHERE t.token_hash = $1`, valet.HashSecret(token)).
 		Scan(&rt.ID, &rt.GrantID, &rt.AppID, &rt.AccountID, &rt.UserID, &rt.CodeID, &stored, &rt.Nonce, &authTime,
-			&familyAt, &created, &expires, &used, &revoked, &grantRevoked, &leeway)
+			&familyAt, &created, &expires, &used, &revoked, &grantRevoked, &leeway, &accountName)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
 	}
@@ -260,7 +261,8 @@ func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.Ref
 			return nil, s.revokeForReuse(ctx, tx, rt)
 		}
 	}
-	out, err := tx.issue(ctx, issue{grantID: rt.GrantID, codeID: rt.CodeID, parentID: rt.ID, scopes: access,
+	out, err := tx.issue(ctx, issue{grantID: rt.GrantID, appID: rt.AppID, accountID: rt.AccountID, userID: rt.UserID,
+		accountName: accountName, codeID: rt.CodeID, parentID: rt.ID, scopes: access,
 		refreshScopes: rt.Scopes, nonce: rt.Nonce, authTime: rt.AuthTime, familyAt: rt.FamilyDatetime,
 		accessTTL: accessTTL, refresh: true})
 	if err != nil {
