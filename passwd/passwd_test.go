@@ -1,6 +1,9 @@
 package passwd
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 func TestHashVerify(t *testing.T) {
 	fast := Params{MemoryKiB: 1024, Time: 1, Threads: 1}
@@ -36,5 +39,35 @@ func TestHashVerify(t *testing.T) {
 	h2, _ := fast.Hash("correct horse")
 	if h2 == h {
 		t.Fatal("two hashes of one password are equal: salt not random")
+	}
+}
+
+// TestConcurrencyBound: a burst of sign-ins computes at most cap(slots)
+// hashes at once, each holding its memory, and every one still answers.
+func TestConcurrencyBound(t *testing.T) {
+	p := Params{MemoryKiB: 4 * 1024, Time: 1, Threads: 1}
+	h, err := p.Hash("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak.Store(0)
+	burst := 8 * cap(slots)
+	errs := make(chan error, burst)
+	for range burst {
+		go func() {
+			ok, err := Verify(h, "correct horse")
+			if err == nil && !ok {
+				err = errors.New("the right password did not verify")
+			}
+			errs <- err
+		}()
+	}
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := peak.Load(); got > int64(cap(slots)) || got < 2 {
+		t.Fatalf("%d hashes ran at once; want 2 to %d", got, cap(slots))
 	}
 }
