@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,6 +61,9 @@ func BenchmarkRefreshGrant(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var failures atomic.Int64
 	b.ReportAllocs()
+	if p, err := strconv.Atoi(os.Getenv("VALET_BENCH_PARALLELISM")); err == nil && p > 0 {
+		b.SetParallelism(p)
+	}
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		token := newChain()

@@ -179,9 +179,7 @@ func BenchmarkRefreshDue(b *testing.B) {
 		tokens := NewTokens(store, vault, providers, nil, nil, TokensConfig{})
 		// Warm up with one refresh of a connection that is not due, alone:
 		// the stores prepare each write statement on first use, and that
-		// first use is not what is measured. (It also keeps clear of a
-		// deadlock in sqlstore's writer statement cache when first uses
-		// run concurrently; see the hub's report.)
+		// first use is not what is measured.
 		issued := h.Install(b, app, valet.ScopeOffline, valet.ScopeAccountRead)
 		warm := &valet.Connection{Provider: ProviderValet, BaseURL: h.URL, Account: "warm-up",
 			Scopes: []string{"offline", "account:read"}, AccessExpires: past, NextRefresh: time.Now().Add(time.Hour)}
