@@ -656,7 +656,8 @@ func TestConnectedApps(t *testing.T) {
 	}
 	resp, body = b.post(e.issuer+"/settings/apps/"+strconv.FormatInt(grants[0].ID, 10)+"/revoke",
 		url.Values{"csrf": {field(t, csrfRe, body)}})
-	if resp.StatusCode != http.StatusOK || strings.Contains(body, `data-grant="`) {
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, `data-grant="`) ||
+		!strings.Contains(body, "Access revoked: the app&#39;s tokens stopped working.") {
 		t.Fatalf("after revoke: %d\n%s", resp.StatusCode, body)
 	}
 	wantStatus(t, "after revoke", e.api(access, "/api/tickets"), http.StatusUnauthorized)
@@ -903,8 +904,10 @@ func TestPartnerPortal(t *testing.T) {
 		t.Fatalf("edit with a bad leeway: %d\n%s", resp.StatusCode, body)
 	}
 	edit.Set("refresh_reuse_leeway", "30")
-	resp, _ = b.post(e.issuer+"/developers/apps/"+id, edit)
-	wantStatus(t, "edit", resp.StatusCode, http.StatusOK)
+	resp, body = b.post(e.issuer+"/developers/apps/"+id, edit)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "App saved.") {
+		t.Fatalf("edit: %d\n%s", resp.StatusCode, body)
+	}
 	app, err = e.store.FindApp(ctx, clientID)
 	must(t, err)
 	if app.Name != "My app 2" || app.RefreshLeeway != 30 || app.IDTokenAlg != valet.AlgES256 ||
@@ -916,8 +919,10 @@ func TestPartnerPortal(t *testing.T) {
 	// Someone else's app is not yours to delete.
 	resp, _ = b.post(e.issuer+"/developers/apps/"+strconv.FormatInt(e.app.ID, 10)+"/delete", url.Values{"csrf": {csrf}})
 	wantStatus(t, "delete another's app", resp.StatusCode, http.StatusNotFound)
-	resp, _ = b.post(e.issuer+"/developers/apps/"+id+"/delete", url.Values{"csrf": {csrf}})
-	wantStatus(t, "delete", resp.StatusCode, http.StatusOK)
+	resp, body = b.post(e.issuer+"/developers/apps/"+id+"/delete", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "App deleted; every installation of it is revoked.") {
+		t.Fatalf("delete: %d\n%s", resp.StatusCode, body)
+	}
 	_, err = e.store.FindApp(ctx, clientID)
 	if valet.ErrorCode(err) != valet.ENOTFOUND {
 		t.Fatalf("deleted app: %v", err)

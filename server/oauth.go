@@ -238,6 +238,6 @@ func (s *Server) postRevokeGrant(w http.ResponseWriter, r *http.Request, ps *pag
 		ActorUserID: ps.user.ID, AppID: apps[i].App.ID, Action: valet.AuditGrantRevoked, Details: details}); err != nil {
 		return err
 	}
-	s.redirectWithFlash(w, r, "/settings/apps", apps[i].App.Name+" no longer has access to this account.")
+	s.redirectWithFlash(w, r, "/settings/apps", "app-revoked")
 	return nil
 }

@@ -146,7 +146,7 @@ func (s *Server) postEditApp(w http.ResponseWriter, r *http.Request, ps *pageSes
 	if fields != nil {
 		return s.renderAppEdit(w, r, ps, http.StatusBadRequest, &saved, webui.Form{Values: values, Errors: fields})
 	}
-	s.redirectWithFlash(w, r, "/developers", app.Name+" is saved.")
+	s.redirectWithFlash(w, r, "/developers", "app-saved")
 	return nil
 }
 
@@ -189,6 +189,6 @@ func (s *Server) postDeleteApp(w http.ResponseWriter, r *http.Request, ps *pageS
 	if err := store.DeleteApp(r.Context(), app.ID); err != nil {
 		return err
 	}
-	s.redirectWithFlash(w, r, "/developers", app.Name+" is deleted; every installation of it is revoked.")
+	s.redirectWithFlash(w, r, "/developers", "app-deleted")
 	return nil
 }

@@ -20,13 +20,6 @@ const pageDeliveryLimit = valet.MaxLimit
 
 // The flash messages of these pages. They join the table in session.go at
 // start-up so this feature's wording stays with its handlers.
-func init() {
-	flashes["integration-updated"] = "Webhook saved."
-	flashes["integration-enabled"] = "Webhook re-enabled: new events are delivered again."
-	flashes["integration-disabled"] = "Webhook disabled: nothing is delivered until you re-enable it."
-	flashes["integration-deleted"] = "Webhook deleted."
-}
-
 // integrationFields maps the store's field names onto the form's inputs.
 var integrationFields = map[string]formField{
 	"name":          {"name", "Name"},

@@ -218,6 +218,15 @@ var flashes = map[string]string{
 	"member":       "Member added.",
 	"key-deleted":  "API key deleted.",
 	"switched":     "Switched account.",
+
+	"app-revoked": "Access revoked: the app's tokens stopped working.",
+	"app-saved":   "App saved.",
+	"app-deleted": "App deleted; every installation of it is revoked.",
+
+	"integration-updated":  "Webhook saved.",
+	"integration-enabled":  "Webhook re-enabled: new events are delivered again.",
+	"integration-disabled": "Webhook disabled: nothing is delivered until you re-enable it.",
+	"integration-deleted":  "Webhook deleted.",
 }
 
 // redirectWithFlash answers 303 to a local path, with a one-time message.
