@@ -164,6 +164,9 @@ type HubStore interface {
 	// ListActivity returns the newest activity of the user's connections
 	// (0: everyone's), limit 1-200.
 	ListActivity(ctx context.Context, connectedBy int64, limit int) ([]Activity, error)
+	// PurgeActivity deletes up to limit (1-10,000) activity rows received
+	// before the given time, oldest first, and returns how many it deleted.
+	PurgeActivity(ctx context.Context, before time.Time, limit int) (int, error)
 
 	Ping(ctx context.Context) error
 	Close() error

@@ -83,3 +83,20 @@ func (h *HubStore) ListActivity(ctx context.Context, connectedBy int64, limit in
 	}
 	return out, h.s.fail(op, rows.Err(), "")
 }
+
+// PurgeActivity implements valet.HubStore. A limit outside 1-10,000 is
+// 10,000, so one call holds the writer briefly.
+func (h *HubStore) PurgeActivity(ctx context.Context, before time.Time, limit int) (int, error) {
+	const op = "sqlstore.PurgeActivity"
+	if limit < 1 || limit > 10000 {
+		limit = 10000
+	}
+	res, err := h.s.w.ExecContext(ctx, `DELETE FROM hub_activity WHERE id IN (
+		SELECT id FROM hub_activity WHERE received_at < $1 ORDER BY received_at LIMIT $2)`,
+		micros(before.UTC()), limit)
+	if err != nil {
+		return 0, h.s.fail(op, err, "")
+	}
+	n, err := res.RowsAffected()
+	return int(n), h.s.fail(op, err, "")
+}

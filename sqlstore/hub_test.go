@@ -76,7 +76,7 @@ func TestHubBesideHelpdesk(t *testing.T) {
 					t.Errorf("helpdesk schema version %d, %v", v, err)
 				}
 				hv, err := h.SchemaVersion(ctx)
-				if err != nil || hv != 1 {
+				if err != nil || hv != 2 {
 					t.Errorf("hub schema version %d, %v", hv, err)
 				}
 				if err := h.Ping(ctx); err != nil {
@@ -114,7 +114,7 @@ func TestHubOpenTwice(t *testing.T) {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM hub_schema_migrations`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("%d hub migrations recorded, %v", n, err)
+	if err := db.QueryRow(`SELECT COUNT(*) FROM hub_schema_migrations`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d hub migrations recorded, want 2: %v", n, err)
 	}
 }

@@ -62,7 +62,26 @@ const (
 	hubPollEvery = 15 * time.Second
 	// hubFlushEvery is how often last-used times go to the store.
 	hubFlushEvery = 30 * time.Second
+	// hubActivityRetention is how long the activity feed keeps an event.
+	// It must outlast the helpdesk's 24 hours of webhook retries: the
+	// feed's rows are also what de-duplicates a late redelivery.
+	hubActivityRetention = 7 * 24 * time.Hour
+	hubPurgeEvery        = time.Hour
 )
+
+// purgeHubActivity deletes the activity older than hubActivityRetention,
+// in batches so the writer is never held long.
+func purgeHubActivity(ctx context.Context, store valet.HubStore, now time.Time) (int, error) {
+	const batch = 1000
+	total := 0
+	for {
+		n, err := store.PurgeActivity(ctx, now.Add(-hubActivityRetention), batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
+}
 
 // hubFlags registers the flags of valet hub.
 func (c *Config) hubFlags(fs *flag.FlagSet) {
@@ -234,6 +253,22 @@ func (m *Main) startHub(ctx context.Context, ln net.Listener, h HubConfig, store
 	var wg sync.WaitGroup
 	wg.Go(func() { tokens.RunRefresher(bg, hubRefreshEvery) })
 	wg.Go(func() { events.RunPoller(bg, hubPollEvery) })
+	wg.Go(func() {
+		tick := time.NewTicker(hubPurgeEvery)
+		defer tick.Stop()
+		for {
+			if n, err := purgeHubActivity(bg, store, time.Now()); err != nil && bg.Err() == nil {
+				log.Warn("purge old activity", "err", err)
+			} else if n > 0 {
+				log.Info("purged old activity", "rows", n)
+			}
+			select {
+			case <-bg.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
 	wg.Go(func() {
 		tick := time.NewTicker(hubFlushEvery)
 		defer tick.Stop()

@@ -16,6 +16,7 @@ import (
 	"github.com/valethq/valet/helpdesktest"
 	"github.com/valethq/valet/hub"
 	"github.com/valethq/valet/sqlstore"
+	"github.com/valethq/valet/sqlstore/sqltest"
 )
 
 const (
@@ -399,5 +400,40 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPurgeHubActivity: the feed forgets events after the retention, in
+// batches, and keeps the newer ones.
+func TestPurgeHubActivity(t *testing.T) {
+	ctx := context.Background()
+	store := sqltest.HubSQLite(t)
+	user := &valet.HubUser{Issuer: "https://help.example", Subject: "1", Email: "ada@example.com"}
+	if err := store.UpsertHubUser(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	conn := &valet.Connection{Provider: hub.ProviderValet, BaseURL: "https://help.example", Account: "acme", ConnectedBy: user.ID}
+	if err := store.SaveConnection(ctx, conn, valet.ConnectionSecrets{KeyID: "k", AccessToken: []byte("sealed")}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	old, recent := 2500, 3
+	for i := range old + recent {
+		received := now.Add(-hubActivityRetention - time.Hour)
+		if i >= old {
+			received = now.Add(-time.Hour)
+		}
+		if _, err := store.RecordActivity(ctx, &valet.Activity{ConnectionID: conn.ID, EventID: int64(i + 1),
+			EventType: "ticket-created", Via: hub.ViaPoll, Received: received}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := purgeHubActivity(ctx, store, now)
+	if err != nil || n != old {
+		t.Fatalf("purged %d, %v; want %d", n, err, old)
+	}
+	left, err := store.ListActivity(ctx, 0, 200)
+	if err != nil || len(left) != recent {
+		t.Fatalf("%d left, %v; want %d", len(left), err, recent)
 	}
 }

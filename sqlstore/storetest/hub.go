@@ -36,6 +36,7 @@ func RunHub(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.HubS
 		{"Webhook", testHubWebhook},
 		{"Reseal", testHubReseal},
 		{"Activity", testHubActivity},
+		{"PurgeActivity", testHubPurgeActivity},
 		{"DeleteCascades", testHubDelete},
 	}
 	for _, c := range cases {
@@ -897,4 +898,36 @@ func RunHubLeaseRace(t *testing.T, a, b valet.HubStore) {
 	_, sec, err := a.FindConnection(ctx, c.ID)
 	must(t, err)
 	wantEqual(t, *sec, sealedSecrets("k1", "winner"))
+}
+
+func testHubPurgeActivity(t *testing.T, s valet.HubStore, clock *Clock) {
+	ada := newHubUser(t, s, "sub-1", "Ada")
+	c := newConnection(t, s, clock, ada.ID, "acme")
+	for id := range int64(5) {
+		_, err := s.RecordActivity(ctx, &valet.Activity{ConnectionID: c.ID, EventID: id + 1, EventType: "ticket-created", Via: "poll"})
+		must(t, err)
+		clock.Advance(time.Hour)
+	}
+	// Received at +0h..+4h; now is +5h. Before +2h: events 1 and 2, one
+	// call at a time.
+	cutoff := clock.Now().Add(-3 * time.Hour)
+	n, err := s.PurgeActivity(ctx, cutoff, 1)
+	must(t, err)
+	wantEqual(t, n, 1)
+	n, err = s.PurgeActivity(ctx, cutoff, 100)
+	must(t, err)
+	wantEqual(t, n, 1)
+	n, err = s.PurgeActivity(ctx, cutoff, 100)
+	must(t, err)
+	wantEqual(t, n, 0)
+	acts, err := s.ListActivity(ctx, ada.ID, 10)
+	must(t, err)
+	var ids []int64
+	for _, a := range acts {
+		ids = append(ids, a.EventID)
+	}
+	wantEqual(t, ids, []int64{5, 4, 3})
+	// The cursor stays: purging does not make the poller read again.
+	got, _ := findConnection(t, s, c.ID)
+	wantEqual(t, got.EventCursor, int64(5))
 }
