@@ -19,33 +19,34 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *valet.AuthCode) (string, 
 	if c.RedirectURI == "" {
 		return "", invalid(op, "redirect_uri", "is required")
 	}
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return "", s.fail(op, err, "")
-	}
-	defer tx.rollback()
-	g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1 AND revoked_at IS NULL`, c.GrantID))
-	if err != nil {
-		return "", s.fail(op, err, "Grant not found.")
-	}
-	if !g.Scopes.Contains(scopes) {
-		return "", invalid(op, "scopes", "must be among the grant's scopes")
-	}
 	code := valet.NewSecret("")
-	c.Scopes, c.AppID, c.AccountID, c.UserID = scopes, g.AppID, g.AccountID, g.UserID
-	c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime = tx.now, tx.now.Add(valet.AuthCodeTTL), nil
-	if c.AuthTime.IsZero() {
-		c.AuthTime = tx.now
-	}
-	err = tx.QueryRowContext(ctx, `INSERT INTO auth_codes (code_hash, grant_id, redirect_uri, code_challenge,
-		challenge_method, nonce, scopes, auth_time, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
-		valet.HashSecret(code), c.GrantID, c.RedirectURI, c.CodeChallenge, c.CodeChallengeMethod, c.Nonce,
-		scopes.String(), micros(c.AuthTime), micros(tx.now), micros(c.ExpiresDatetime)).Scan(&c.ID)
+	var pieceErr error
+	err = s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1 AND revoked_at IS NULL`, c.GrantID))
+		if err != nil {
+			pieceErr = s.fail(op, err, "Grant not found.")
+			return pieceErr
+		}
+		if !g.Scopes.Contains(scopes) {
+			pieceErr = invalid(op, "scopes", "must be among the grant's scopes")
+			return pieceErr
+		}
+		c.Scopes, c.AppID, c.AccountID, c.UserID = scopes, g.AppID, g.AccountID, g.UserID
+		c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime = tx.now, tx.now.Add(valet.AuthCodeTTL), nil
+		if c.AuthTime.IsZero() {
+			c.AuthTime = tx.now
+		}
+		pieceErr = s.fail(op, tx.QueryRowContext(ctx, `INSERT INTO auth_codes (code_hash, grant_id, redirect_uri, code_challenge,
+			challenge_method, nonce, scopes, auth_time, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			valet.HashSecret(code), c.GrantID, c.RedirectURI, c.CodeChallenge, c.CodeChallengeMethod, c.Nonce,
+			scopes.String(), micros(c.AuthTime), micros(tx.now), micros(c.ExpiresDatetime)).Scan(&c.ID), "")
+		return pieceErr
+	})
 	if err != nil {
-		return "", s.fail(op, err, "")
+		return "", groupFail(s, op, err, pieceErr)
 	}
-	return code, s.fail(op, tx.commit(ctx), "")
+	return code, nil
 }
 
 const msgInvalidGrant = "The authorization grant is invalid, expired or revoked."
@@ -56,16 +57,27 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*v
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
-	tx, err := s.begin(ctx)
+	var out *valet.IssuedTokens
+	var pieceErr error
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, check, accessTTL)
+		return pieceErr
+	})
 	if err != nil {
-		return nil, s.fail(op, err, "")
+		return nil, groupFail(s, op, err, pieceErr)
 	}
-	defer tx.rollback()
+	return out, nil
+}
+
+// exchangeAuthCode is ExchangeAuthCode's transaction. A replayed code
+// answers keep(err): the revocation commits.
+func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, check func(*valet.AuthCode) error, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	const op = "sqlstore.ExchangeAuthCode"
 	c := &valet.AuthCode{}
 	var scopes, accountName string
 	var authTime, created, expires int64
 	var used, grantRevoked sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
+	err := tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
 		c.code_challenge, c.challenge_method, c.nonce, c.scopes, c.auth_time, c.created_at, c.expires_at,
 		c.used_at, g.revoked_at, ac.name
 		FROM auth_codes c JOIN grants g ON g.id = c.grant_id JOIN accounts ac ON ac.id = g.account_id
@@ -109,11 +121,11 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*v
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
-	return out, s.fail(op, tx.commit(ctx), "")
+	return out, nil
 }
 
-// codeReplay revokes every token issued from a used code, audits the
-// replay and commits; it returns the ECONFLICT answer.
+// codeReplay revokes every token issued from a used code and audits the
+// replay; it returns the ECONFLICT answer, kept: the revocation commits.
 func (s *Store) codeReplay(ctx context.Context, tx *tx, c *valet.AuthCode) error {
 	const op = "sqlstore.ExchangeAuthCode"
 	if err := tx.revokeFamily(ctx, c.GrantID, c.ID); err != nil {
@@ -123,10 +135,21 @@ func (s *Store) codeReplay(ctx context.Context, tx *tx, c *valet.AuthCode) error
 		map[string]any{"grant_id": c.GrantID, "code_id": c.ID}); err != nil {
 		return s.fail(op, err, "")
 	}
-	if err := tx.commit(ctx); err != nil {
-		return s.fail(op, err, "")
+	return keep(errorf(op, valet.ECONFLICT, "The authorization code was already used; its tokens are revoked.", nil))
+}
+
+// groupFail is the error of a grouped method: its piece's own error as it
+// is (a check's *oidc.Error stays one), anything else (the transaction's
+// begin or commit) as the store's.
+func groupFail(s *Store, op string, err, pieceErr error) error {
+	if pieceErr != nil && errors.Is(err, pieceErr) {
+		return err
 	}
-	return errorf(op, valet.ECONFLICT, "The authorization code was already used; its tokens are revoked.", nil)
+	var k keepErr
+	if pieceErr != nil && errors.As(pieceErr, &k) && errors.Is(err, k.err) {
+		return err
+	}
+	return s.fail(op, err, "")
 }
 
 // issue is what a new token of a code's family needs, all of it read by
@@ -187,16 +210,27 @@ func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.Ref
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
-	tx, err := s.begin(ctx)
+	var out *valet.IssuedTokens
+	var pieceErr error
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		out, pieceErr = s.refresh(ctx, tx, token, check, scopes, accessTTL)
+		return pieceErr
+	})
 	if err != nil {
-		return nil, s.fail(op, err, "")
+		return nil, groupFail(s, op, err, pieceErr)
 	}
-	defer tx.rollback()
+	return out, nil
+}
+
+// refresh is Refresh's transaction. A reused token answers keep(err): the
+// revocation commits.
+func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*valet.RefreshToken) error, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	const op = "sqlstore.Refresh"
 	rt := &valet.RefreshToken{}
 	var stored, accountName string
 	var authTime, familyAt, created, expires, leeway int64
 	var used, revoked, grantRevoked sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes,
+	err := tx.QueryRowContext(ctx, `SELECT t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes,
 		t.nonce, t.auth_time, t.family_at, t.created_at, t.expires_at, t.used_at, t.revoked_at, g.revoked_at,
 		a.refresh_leeway, ac.name
 		FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN apps a ON a.id = g.app_id
@@ -268,11 +302,11 @@ func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.Ref
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
-	return out, s.fail(op, tx.commit(ctx), "")
+	return out, nil
 }
 
-// revokeForReuse revokes the grant of a reused refresh token, audits it and
-// commits; it returns the ECONFLICT answer.
+// revokeForReuse revokes the grant of a reused refresh token and audits
+// it; it returns the ECONFLICT answer, kept: the revocation commits.
 func (s *Store) revokeForReuse(ctx context.Context, tx *tx, rt *valet.RefreshToken) error {
 	const op = "sqlstore.Refresh"
 	if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`,
@@ -286,10 +320,7 @@ func (s *Store) revokeForReuse(ctx context.Context, tx *tx, rt *valet.RefreshTok
 		map[string]any{"grant_id": rt.GrantID, "refresh_token_id": rt.ID}); err != nil {
 		return s.fail(op, err, "")
 	}
-	if err := tx.commit(ctx); err != nil {
-		return s.fail(op, err, "")
-	}
-	return errorf(op, valet.ECONFLICT, "The refresh token was already used; the grant is revoked.", nil)
+	return keep(errorf(op, valet.ECONFLICT, "The refresh token was already used; the grant is revoked.", nil))
 }
 
 // RevokeOAuthToken implements valet.OAuthService.

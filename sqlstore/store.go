@@ -26,6 +26,7 @@ type Store struct {
 	clock  valet.Clock
 	stmts  stmtCache // the hot reads, prepared on r
 	wstmts stmtCache // the writes, prepared on w (SQLite only)
+	group  committer // group commit of the token endpoint's writes (SQLite)
 
 	// sealKey seals webhook signing secrets (WithSealKey); without it the
 	// store refuses to create integrations.
@@ -133,6 +134,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the prepared statements and the connection pools.
 func (s *Store) Close() error {
+	s.group.stop()
 	errs := []error{s.stmts.close(), s.wstmts.close()}
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
@@ -205,6 +207,14 @@ func (tx *tx) event(accountID int64, typ, objectType string, objectID int64, dat
 // commit: a transaction holding it waits for nothing else, so it cannot be
 // part of a deadlock, and events commit in id order.
 func (tx *tx) commit(ctx context.Context) error {
+	if err := tx.insertEvents(ctx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// insertEvents inserts the queued events.
+func (tx *tx) insertEvents(ctx context.Context) error {
 	locked := map[int64]bool{}
 	for _, e := range tx.events {
 		if tx.s.d.lockEvents != "" && !locked[e.AccountID] {
@@ -222,7 +232,8 @@ func (tx *tx) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	tx.events = nil
+	return nil
 }
 
 // rollback ends a transaction that did not commit; after a commit it is a
