@@ -1,55 +1,25 @@
 package authserver_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	"golang.org/x/oauth2"
 
 	"github.com/valethq/valet"
+	"github.com/valethq/valet/internal/browsertest"
 )
-
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// artifactsDir is $VALET_TEST_ARTIFACTS, or artifacts/ at the repository root.
-func artifactsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("VALET_TEST_ARTIFACTS")
-	if dir == "" {
-		dir = filepath.Join("..", "artifacts")
-	}
-	must(t, os.MkdirAll(dir, 0o755))
-	return dir
-}
 
 // TestBrowserConsent clicks through sign-in and consent in headless
 // Chromium as a person would, lands on the app's callback, and writes
 // screenshots of the consent and connected-apps pages.
 func TestBrowserConsent(t *testing.T) {
-	chrome := findChromium()
-	if chrome == "" {
-		if os.Getenv("VALET_REQUIRE_BROWSER") == "1" {
-			t.Fatal("VALET_REQUIRE_BROWSER=1 but no chromium is installed")
-		}
-		t.Skip("chromium is not installed")
-	}
 	e := newEnv(t)
 	codes := make(chan string, 1)
 	appSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,39 +40,10 @@ func TestBrowserConsent(t *testing.T) {
 		Scopes:   []string{"openid", "email", "offline", "account:read", "tickets:read", "tickets:write", "customers:read", "events:read"},
 		Endpoint: oauth2.Endpoint{AuthURL: e.issuer + "/oauth/authorize", TokenURL: e.issuer + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}}
 	verifier := oauth2.GenerateVerifier()
-	out := artifactsDir(t)
+	out := browsertest.ArtifactsDir(t)
 
-	root, stop := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer stop()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
-		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1366, 900),
-	)
-	defer cancelAlloc()
-	bctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	var mu sync.Mutex
-	var consoleErrors []string
-	messages := chromedp.Console(bctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				consoleErrors = append(consoleErrors, fmt.Sprintf("%s: %s (%s)", m.Type, m.Text, m.URL))
-				mu.Unlock()
-			}
-		}
-	}()
+	bctx := browsertest.Start(t, 1366, 900)
+	console := browsertest.WatchConsole(bctx)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
@@ -140,9 +81,7 @@ func TestBrowserConsent(t *testing.T) {
 
 	do("connected apps", chromedp.Navigate(e.issuer+"/settings/apps"), chromedp.WaitVisible(chromedp.CSS(".connected-apps")))
 	shot("12-connected-apps")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrors) > 0 {
-		t.Fatalf("console errors:\n%s", strings.Join(consoleErrors, "\n"))
+	if errs := console.Errors(); len(errs) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}
 }

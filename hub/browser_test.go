@@ -1,42 +1,18 @@
 package hub_test
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/valethq/valet"
 	"github.com/valethq/valet/helpdesktest"
 	"github.com/valethq/valet/hub"
+	"github.com/valethq/valet/internal/browsertest"
 )
-
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// artifactsDir is $VALET_TEST_ARTIFACTS, or artifacts/ at the repository root.
-func artifactsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("VALET_TEST_ARTIFACTS")
-	if dir == "" {
-		dir = filepath.Join("..", "artifacts")
-	}
-	must(t, os.MkdirAll(dir, 0o755))
-	return dir
-}
 
 // TestBrowserHub drives the hub in headless Chromium as a person would:
 // "Sign in with valet" -> the helpdesk's sign-in page -> consent -> the
@@ -46,49 +22,13 @@ func artifactsDir(t *testing.T) string {
 // page shows as revoked in the hub, and Reconnect restores it. Screenshots of each page go to the artifacts folder; any
 // console error (a CSP violation included) fails the test.
 func TestBrowserHub(t *testing.T) {
-	chrome := findChromium()
-	if chrome == "" {
-		if os.Getenv("VALET_REQUIRE_BROWSER") == "1" {
-			t.Fatal("VALET_REQUIRE_BROWSER=1 but no chromium is installed (apt-get install -y chromium)")
-		}
-		t.Skip("chromium is not installed; set VALET_REQUIRE_BROWSER=1 to make this a failure")
-	}
 	e := newHubEnv(t)
 	e.ticket("Tent pole snapped on day one")
 	e.ticket("Can I return opened gas canisters")
-	out := artifactsDir(t)
+	out := browsertest.ArtifactsDir(t)
 
-	root, stop := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer stop()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
-		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
-	)
-	defer cancelAlloc()
-	bctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	var mu sync.Mutex
-	var consoleErrors []string
-	messages := chromedp.Console(bctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				consoleErrors = append(consoleErrors, fmt.Sprintf("%s: %s (%s)", m.Type, m.Text, m.URL))
-				mu.Unlock()
-			}
-		}
-	}()
+	bctx := browsertest.Start(t, 1280, 900)
+	console := browsertest.WatchConsole(bctx)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
@@ -193,9 +133,7 @@ func TestBrowserHub(t *testing.T) {
 		t.Fatalf("flash after reconnect: %q", s)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrors) > 0 {
-		t.Fatalf("console errors:\n%s", strings.Join(consoleErrors, "\n"))
+	if errs := console.Errors(); len(errs) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}
 }

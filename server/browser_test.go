@@ -2,57 +2,17 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/valethq/valet"
+	"github.com/valethq/valet/internal/browsertest"
 )
-
-// findChromium returns the path of a Chromium-compatible browser, or "".
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// artifactsDir is where the browser test writes its screenshots:
-// $VALET_TEST_ARTIFACTS, or artifacts/ at the repository root.
-func artifactsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("VALET_TEST_ARTIFACTS")
-	if dir == "" {
-		root, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			if parent == root {
-				t.Fatal("no go.mod above the test's folder")
-			}
-			root = parent
-		}
-		dir = filepath.Join(root, "artifacts")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // seedScreens fills acme with a small, believable inbox, so the screenshots
 // show what a support team would see.
@@ -182,60 +142,15 @@ func seedScreens(t *testing.T, e *inboxEnv) {
 // screenshots of every page to the artifacts folder.
 func TestBrowserInbox(t *testing.T) {
 	t.Parallel()
-	chrome := findChromium()
-	if chrome == "" {
-		if os.Getenv("VALET_REQUIRE_BROWSER") == "1" {
-			t.Fatal("VALET_REQUIRE_BROWSER=1 but no chromium is installed (apt-get install -y chromium)")
-		}
-		t.Skip("chromium is not installed; set VALET_REQUIRE_BROWSER=1 to make this a failure")
-	}
 	e := newInboxEnv(t)
 	seedScreens(t, e)
-	out := artifactsDir(t)
+	out := browsertest.ArtifactsDir(t)
 
-	root, stop := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer stop()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
-		chromedp.ExecPath(chrome),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1366, 900),
-	)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
+	ctx := browsertest.Start(t, 1366, 900)
 
 	// Every console error (a CSP violation, a failed asset, a script error)
-	// fails the test: the CSP forbids inline styles and scripts, and a page
-	// that broke that rule would show it here.
-	var mu sync.Mutex
-	var consoleErrors []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == "error" || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				consoleErrors = append(consoleErrors, fmt.Sprintf("%s: %s (%s)", m.Type, m.Text, m.URL))
-				mu.Unlock()
-			}
-		}
-	}()
+	// fails the test.
+	console := browsertest.WatchConsole(ctx)
 
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -452,10 +367,7 @@ func TestBrowserInbox(t *testing.T) {
 		t.Fatalf("after switching the top bar says %q", s)
 	}
 
-	time.Sleep(100 * time.Millisecond) // let the console goroutine catch up
-	mu.Lock()
-	defer mu.Unlock()
-	for _, m := range consoleErrors {
+	for _, m := range console.Errors() {
 		// The 404 page and the wrong password answer 404 and 401 on
 		// purpose; Chrome logs those statuses as errors.
 		if strings.Contains(m, "status of 404") || strings.Contains(m, "status of 401") {
