@@ -81,6 +81,8 @@ func TestBrowserConsent(t *testing.T) {
 
 	do("connected apps", chromedp.Navigate(e.issuer+"/settings/apps"), chromedp.WaitVisible(chromedp.CSS(".connected-apps")))
 	shot("12-connected-apps")
+	do("audit log", chromedp.Navigate(e.issuer+"/settings/audit"), chromedp.WaitVisible(chromedp.CSS(".audit-log")))
+	shot("13-audit-log")
 	if errs := console.Errors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}

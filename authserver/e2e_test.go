@@ -670,6 +670,51 @@ func TestConnectedApps(t *testing.T) {
 	}
 }
 
+// TestAuditPage: owners and admins read the account's audit log in
+// settings, in plain words with who and which app; agents may not.
+func TestAuditPage(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	code, verifier, _ := e.code(b, "tickets:read", "offline")
+	_, out := e.exchange(code, verifier)
+	refresh, _ := out["refresh_token"].(string)
+	e.refresh(refresh, "")
+	e.refresh(refresh, "") // reuse: the grant is revoked and audited
+
+	resp, body := b.get(e.issuer + "/settings")
+	if !strings.Contains(body, `href="/settings/audit"`) {
+		t.Fatalf("no link to the audit log in settings:\n%s", body)
+	}
+	resp, body = b.get(e.issuer + "/settings/audit")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("audit page: %d\n%s", resp.StatusCode, body)
+	}
+	for _, want := range []string{`data-action="consent.given"`, "Approved an app", "Olive Owner", "Hub",
+		`data-action="refresh.reuse"`, "A refresh token was used twice: the app&#39;s access was revoked",
+		"refresh_token_id"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("audit page without %q:\n%s", want, body)
+		}
+	}
+	if strings.Index(body, "refresh.reuse") > strings.Index(body, "consent.given") {
+		t.Fatal("the audit page is not newest first")
+	}
+
+	agent := &valet.User{Email: "agent@acme.test", Name: "Aaron Agent", PasswordHash: e.user.PasswordHash}
+	must(t, e.store.CreateUser(ctx, agent))
+	must(t, e.store.AddMember(ctx, e.account.ID, agent.ID, valet.RoleAgent))
+	ab := e.browser()
+	_, body = ab.get(e.issuer + "/signin")
+	ab.post(e.issuer+"/signin", url.Values{"csrf": {field(t, csrfRe, body)}, "email": {agent.Email}, "password": {password}})
+	resp, body = ab.get(e.issuer + "/settings/audit")
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "consent.given") {
+		t.Fatalf("agent on the audit page: %d\n%s", resp.StatusCode, body)
+	}
+	if _, body = ab.get(e.issuer + "/settings"); strings.Contains(body, `href="/settings/audit"`) {
+		t.Fatal("agents see a link to the audit log")
+	}
+}
+
 // TestAccountChoice: a user of two accounts picks one on the consent page;
 // account=NAME preselects it, and the token answer names it.
 func TestAccountChoice(t *testing.T) {

@@ -45,6 +45,7 @@ func (s *Server) registerOAuth(mux *http.ServeMux) {
 	mux.Handle("POST /oauth/consent", s.page(false, s.postConsent))
 	mux.Handle("GET /settings/apps", s.page(true, s.connectedAppsPage))
 	mux.Handle("POST /settings/apps/{id}/revoke", s.page(true, s.postRevokeGrant))
+	mux.Handle("GET /settings/audit", s.page(true, s.auditPage))
 	mux.Handle("GET /developers", s.page(false, s.developersPage))
 	mux.Handle("POST /developers/apps", s.page(false, s.postApp))
 	mux.Handle("GET /developers/apps/{id}", s.page(false, s.appEditPage))

@@ -39,12 +39,13 @@ const (
 	pageIntegrations  = "integrations"
 	pageIntegration   = "integration"
 	pageWebhookSecret = "integration_secret"
+	pageAudit         = "audit"
 	pageError         = "error"
 )
 
 var pageNames = []string{pageSignIn, pageAccounts, pageTickets, pageTicket, pageCustomers,
 	pageCustomer, pageSettings, pageAPIKeyCreated, pageConsent, pageConnectedApps,
-	pageDevelopers, pageAppSecret, pageAppEdit, pageIntegrations, pageIntegration, pageWebhookSecret, pageError}
+	pageDevelopers, pageAppSecret, pageAppEdit, pageIntegrations, pageIntegration, pageWebhookSecret, pageAudit, pageError}
 
 // StaticPrefix is the path under which Static is mounted. Asset URLs carry
 // a content hash after it (/static/<hash>/app.css), so they can be cached
