@@ -182,8 +182,8 @@ func (tx *tx) issue(ctx context.Context, in issue) (*valet.IssuedTokens, error) 
 		return out, nil
 	}
 	out.RefreshToken = valet.NewSecret(valet.PrefixRefreshToken)
-	expires := tx.now.Add(valet.RefreshIdleTTL)
-	if abs := in.familyAt.Add(valet.RefreshAbsoluteTTL); abs.Before(expires) {
+	expires := tx.now.Add(tx.s.refreshIdle)
+	if abs := in.familyAt.Add(tx.s.refreshAbsolute); abs.Before(expires) {
 		expires = abs
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes, nonce,
@@ -254,7 +254,7 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*v
 	if revoked.Valid || grantRevoked.Valid {
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
 	}
-	if !tx.now.Before(rt.ExpiresDatetime) || !tx.now.Before(rt.FamilyDatetime.Add(valet.RefreshAbsoluteTTL)) {
+	if !tx.now.Before(rt.ExpiresDatetime) || !tx.now.Before(rt.FamilyDatetime.Add(s.refreshAbsolute)) {
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
 	}
 	access := rt.Scopes

@@ -28,6 +28,10 @@ type Store struct {
 	wstmts stmtCache // the writes, prepared on w (SQLite only)
 	group  committer // group commit of the token endpoint's writes (SQLite)
 
+	// refreshIdle and refreshAbsolute bound refresh tokens
+	// (WithRefreshLifetimes).
+	refreshIdle, refreshAbsolute time.Duration
+
 	// sealKey seals webhook signing secrets (WithSealKey); without it the
 	// store refuses to create integrations.
 	sealKey []byte
@@ -54,6 +58,21 @@ func WithSealKey(key []byte) Option {
 	return func(s *Store) { s.sealKey = append([]byte(nil), key...) }
 }
 
+// WithRefreshLifetimes sets how long a refresh token lives unused (idle,
+// default valet.RefreshIdleTTL) and how long a chain of rotations may go on
+// from its code (absolute, default valet.RefreshAbsoluteTTL). Values that
+// are not positive keep the default. Every node must use the same.
+func WithRefreshLifetimes(idle, absolute time.Duration) Option {
+	return func(s *Store) {
+		if idle > 0 {
+			s.refreshIdle = idle
+		}
+		if absolute > 0 {
+			s.refreshAbsolute = absolute
+		}
+	}
+}
+
 // CanSealSecrets reports whether the store was opened with a seal key, so
 // that pages can say webhooks need VALET_SECRET before anyone fills a form.
 func (s *Store) CanSealSecrets() bool { return s.sealKey != nil }
@@ -62,7 +81,8 @@ func (s *Store) CanSealSecrets() bool { return s.sealKey != nil }
 // postgres:// or postgresql:// is a PostgreSQL connection string; anything
 // else is the path of an SQLite file, created if missing.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
-	s := &Store{d: dialectFor(dsn), clock: valet.SystemClock{}}
+	s := &Store{d: dialectFor(dsn), clock: valet.SystemClock{},
+		refreshIdle: valet.RefreshIdleTTL, refreshAbsolute: valet.RefreshAbsoluteTTL}
 	for _, o := range opts {
 		o(s)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valethq/valet"
 	"github.com/valethq/valet/server"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	OAuthLimit  server.RateLimit
 	SignInLimit server.RateLimit
 	SessionTTL  time.Duration
+	// Token lifetimes of the authorization server: access tokens, and
+	// refresh tokens unused (idle) and from their code on (absolute).
+	AccessTokenTTL, RefreshIdleTTL, RefreshAbsoluteTTL time.Duration
 	// Password is the fallback for the admin commands' password flags, so a
 	// script can pass it as VALET_PASSWORD(_FILE) instead of on the command
 	// line, where other users of the machine could read it.
@@ -53,16 +57,19 @@ type Config struct {
 func DefaultConfig() Config {
 	sc := server.DefaultConfig()
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		DB:              "valet.db",
-		LogFormat:       "text",
-		LogLevel:        slog.LevelInfo,
-		ShutdownTimeout: 15 * time.Second,
-		APIKeyLimit:     sc.APIKeyLimit,
-		OAuthLimit:      sc.OAuthLimit,
-		SignInLimit:     sc.SignInLimit,
-		SessionTTL:      sc.SessionTTL,
-		Hub:             HubConfig{Addr: defaultHubAddr, DB: defaultHubDB},
+		Addr:               "127.0.0.1:8080",
+		DB:                 "valet.db",
+		LogFormat:          "text",
+		LogLevel:           slog.LevelInfo,
+		ShutdownTimeout:    15 * time.Second,
+		APIKeyLimit:        sc.APIKeyLimit,
+		OAuthLimit:         sc.OAuthLimit,
+		SignInLimit:        sc.SignInLimit,
+		SessionTTL:         sc.SessionTTL,
+		AccessTokenTTL:     valet.DefaultAccessTTL,
+		RefreshIdleTTL:     valet.RefreshIdleTTL,
+		RefreshAbsoluteTTL: valet.RefreshAbsoluteTTL,
+		Hub:                HubConfig{Addr: defaultHubAddr, DB: defaultHubDB},
 	}
 }
 
@@ -83,6 +90,9 @@ var envVars = []struct {
 	{"VALET_OAUTH_RATE_LIMIT", "oauth-rate-limit", "OAuth app calls per account, N/duration", false},
 	{"VALET_SIGN_IN_RATE_LIMIT", "sign-in-rate-limit", "failed sign-ins per email and address, N/duration", false},
 	{"VALET_SESSION_TTL", "session-ttl", "how long a browser stays signed in", false},
+	{"VALET_ACCESS_TOKEN_TTL", "access-token-ttl", "OAuth access token lifetime", false},
+	{"VALET_REFRESH_IDLE_TTL", "refresh-idle-ttl", "how long an unused refresh token lives", false},
+	{"VALET_REFRESH_ABSOLUTE_TTL", "refresh-absolute-ttl", "how long refresh rotations may go on from a code", false},
 	{"VALET_PASSWORD", "password / owner-password", "admin commands' password", true},
 	{"VALET_SECRET", "secret", "server secret (16+ bytes) sealing signing keys; enables OAuth", true},
 	{"VALET_HUB_ADDR", "addr (hub)", "address the hub listens on", false},
@@ -146,6 +156,9 @@ func (c *Config) LoadEnv(getenv func(string) string, readFile func(string) ([]by
 	parsed("VALET_LOG_LEVEL", func(v string) error { return c.LogLevel.UnmarshalText([]byte(v)) })
 	parsed("VALET_SHUTDOWN_TIMEOUT", durationValue{&c.ShutdownTimeout}.Set)
 	parsed("VALET_SESSION_TTL", durationValue{&c.SessionTTL}.Set)
+	parsed("VALET_ACCESS_TOKEN_TTL", durationValue{&c.AccessTokenTTL}.Set)
+	parsed("VALET_REFRESH_IDLE_TTL", durationValue{&c.RefreshIdleTTL}.Set)
+	parsed("VALET_REFRESH_ABSOLUTE_TTL", durationValue{&c.RefreshAbsoluteTTL}.Set)
 	parsed("VALET_API_KEY_RATE_LIMIT", rateLimitValue{&c.APIKeyLimit}.Set)
 	parsed("VALET_OAUTH_RATE_LIMIT", rateLimitValue{&c.OAuthLimit}.Set)
 	parsed("VALET_SIGN_IN_RATE_LIMIT", rateLimitValue{&c.SignInLimit}.Set)
@@ -173,6 +186,9 @@ func (c *Config) serveFlags(fs *flag.FlagSet) {
 	fs.Var(rateLimitValue{&c.OAuthLimit}, "oauth-rate-limit", "API calls per account with OAuth tokens, as N/duration (env VALET_OAUTH_RATE_LIMIT)")
 	fs.Var(rateLimitValue{&c.SignInLimit}, "sign-in-rate-limit", "failed sign-ins per email and per address, as N/duration (env VALET_SIGN_IN_RATE_LIMIT)")
 	fs.Var(durationValue{&c.SessionTTL}, "session-ttl", "how long a browser stays signed in (env VALET_SESSION_TTL)")
+	fs.Var(durationValue{&c.AccessTokenTTL}, "access-token-ttl", "OAuth access token lifetime (env VALET_ACCESS_TOKEN_TTL)")
+	fs.Var(durationValue{&c.RefreshIdleTTL}, "refresh-idle-ttl", "how long an unused refresh token lives (env VALET_REFRESH_IDLE_TTL)")
+	fs.Var(durationValue{&c.RefreshAbsoluteTTL}, "refresh-absolute-ttl", "how long refresh rotations may go on from one authorization (env VALET_REFRESH_ABSOLUTE_TTL)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "server secret sealing signing keys; enables OAuth (env VALET_SECRET, better VALET_SECRET_FILE)")
 }
 
@@ -207,6 +223,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionTTL <= 0 {
 		p = append(p, "--session-ttl must be positive")
+	}
+	if c.AccessTokenTTL < time.Minute {
+		p = append(p, "--access-token-ttl must be at least 1m")
+	}
+	if c.RefreshIdleTTL < time.Minute || c.RefreshAbsoluteTTL < c.RefreshIdleTTL {
+		p = append(p, "--refresh-idle-ttl must be at least 1m and --refresh-absolute-ttl at least as long")
 	}
 	for name, l := range map[string]server.RateLimit{"api-key-rate-limit": c.APIKeyLimit,
 		"oauth-rate-limit": c.OAuthLimit, "sign-in-rate-limit": c.SignInLimit} {

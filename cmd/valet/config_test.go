@@ -73,6 +73,21 @@ func TestConfigPrecedence(t *testing.T) {
 		}},
 		{name: "bad log format", args: []string{"serve", "--log-format", "xml"}, err: "--log-format"},
 		{name: "zero timeout", args: []string{"serve", "--shutdown-timeout", "0s"}, err: "--shutdown-timeout"},
+		{name: "token lifetimes", args: []string{"serve", "--access-token-ttl", "1h", "--refresh-absolute-ttl", "2160h"},
+			env: map[string]string{"VALET_REFRESH_IDLE_TTL": "168h", "VALET_ACCESS_TOKEN_TTL": "2h"},
+			check: func(t *testing.T, c Config) {
+				if c.AccessTokenTTL != time.Hour || c.RefreshIdleTTL != 168*time.Hour || c.RefreshAbsoluteTTL != 2160*time.Hour {
+					t.Errorf("lifetimes %v %v %v", c.AccessTokenTTL, c.RefreshIdleTTL, c.RefreshAbsoluteTTL)
+				}
+			}},
+		{name: "default token lifetimes", args: []string{"serve"}, check: func(t *testing.T, c Config) {
+			if c.AccessTokenTTL != 24*time.Hour || c.RefreshIdleTTL != 30*24*time.Hour || c.RefreshAbsoluteTTL != 365*24*time.Hour {
+				t.Errorf("lifetimes %v %v %v", c.AccessTokenTTL, c.RefreshIdleTTL, c.RefreshAbsoluteTTL)
+			}
+		}},
+		{name: "access token too short", args: []string{"serve", "--access-token-ttl", "30s"}, err: "--access-token-ttl"},
+		{name: "absolute shorter than idle", args: []string{"serve", "--refresh-idle-ttl", "48h", "--refresh-absolute-ttl", "24h"},
+			err: "--refresh-absolute-ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

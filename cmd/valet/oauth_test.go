@@ -2,12 +2,20 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/valethq/valet"
+	"github.com/valethq/valet/helpdesktest"
+	"github.com/valethq/valet/sqlstore"
 )
 
 // TestServeOAuth starts serve with VALET_SECRET twice on one database: the
@@ -218,5 +226,85 @@ func TestAdminKeysRotate(t *testing.T) {
 	delete(env, "VALET_SECRET")
 	if r := runCLI(t, env, "admin", "keys", "rotate"); r.code != 2 {
 		t.Fatalf("rotate without a secret: %d %s", r.code, r.stderr)
+	}
+}
+
+// TestServeTokenLifetimes: --access-token-ttl reaches the token answers of
+// valet serve, and --refresh-idle-ttl the refresh tokens it stores.
+func TestServeTokenLifetimes(t *testing.T) {
+	ctx := context.Background()
+	db := tempDB(t)
+	store, err := sqlstore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The app's callback: an httptest server standing in for the app.
+	appSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer appSrv.Close()
+	h := &helpdesktest.Helpdesk{Store: store}
+	_, owner := h.AddAccount(t, "acme")
+	app := &valet.App{Name: "TTL app", RedirectURIs: []string{appSrv.URL + "/cb"},
+		Scopes: valet.ScopeSet{valet.ScopeOffline, valet.ScopeTicketsRead}}
+	secret, err := store.RegisterApp(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	m := NewMain()
+	m.Getenv = func(k string) string {
+		return map[string]string{"VALET_SECRET": "a long enough test server secret", "VALET_REFRESH_IDLE_TTL": "3h"}[k]
+	}
+	if err := m.ParseFlags(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--access-token-ttl", "2h"}); err != nil {
+		t.Fatal(err)
+	}
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	listening := make(chan string, 1)
+	m.OnListen = func(url string) { listening <- url }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var url string
+	select {
+	case url = <-listening:
+	case err := <-done:
+		t.Fatalf("serve exited: %v", err)
+	}
+	h.URL = url
+	b := h.NewBrowser(t, owner.Email)
+	conf := &oauth2.Config{ClientID: app.ClientID, ClientSecret: secret, RedirectURL: app.RedirectURIs[0],
+		Scopes:   []string{"offline", "tickets:read"},
+		Endpoint: oauth2.Endpoint{AuthURL: url + "/oauth/authorize", TokenURL: url + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}}
+	resp, body := b.Get(conf.AuthCodeURL("st"))
+	resp, _ = b.Walk(resp, body, "allow")
+	code := resp.Request.URL.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code: %s", resp.Request.URL)
+	}
+	tok, err := conf.Exchange(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := tok.Extra("expires_in"); ttl != float64(7200) {
+		t.Fatalf("expires_in = %v, want 7200 (--access-token-ttl 2h)", ttl)
+	}
+	var expires int64
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.QueryRowContext(ctx, `SELECT expires_at - created_at FROM refresh_tokens ORDER BY id DESC LIMIT 1`).
+		Scan(&expires); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(expires) * time.Microsecond; got != 3*time.Hour {
+		t.Fatalf("refresh token lives %v, want 3h (VALET_REFRESH_IDLE_TTL)", got)
 	}
 }

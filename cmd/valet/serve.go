@@ -30,6 +30,7 @@ func (m *Main) openStore(ctx context.Context, opts ...sqlstore.Option) (*sqlstor
 		}
 		opts = append([]sqlstore.Option{sqlstore.WithSealKey(key)}, opts...)
 	}
+	opts = append([]sqlstore.Option{sqlstore.WithRefreshLifetimes(m.Config.RefreshIdleTTL, m.Config.RefreshAbsoluteTTL)}, opts...)
 	store, err := sqlstore.Open(ctx, m.Config.DB, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", redactDSN(m.Config.DB), err)
@@ -70,7 +71,8 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 	}
 	opts := []server.Option{server.WithLogger(log)}
 	if oauthStore, ok := store.(valet.OAuthStore); ok && m.Config.Secret != "" {
-		auth, err := authserver.New(ctx, oauthStore, authserver.Config{Issuer: url, Secret: []byte(m.Config.Secret)})
+		auth, err := authserver.New(ctx, oauthStore, authserver.Config{Issuer: url, Secret: []byte(m.Config.Secret),
+			AccessTokenTTL: m.Config.AccessTokenTTL})
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("build authorization server: %w", err)

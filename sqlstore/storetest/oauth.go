@@ -470,27 +470,41 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 }
 
 func testOAuthRefreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock) {
+	refreshLifetimes(t, s, clock, valet.RefreshIdleTTL, valet.RefreshAbsoluteTTL)
+}
+
+// RunRefreshLifetimes checks a store opened with other refresh token
+// lifetimes (sqlstore.WithRefreshLifetimes(idle, absolute)) keeps them.
+func RunRefreshLifetimes(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OAuthStore, idle, absolute time.Duration) {
+	clock := NewClock()
+	refreshLifetimes(t, open(t, clock), clock, idle, absolute)
+}
+
+func refreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock, idle, absolute time.Duration) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
 	tokens, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	// Idle: 30 days without use.
-	clock.Advance(valet.RefreshIdleTTL + time.Second)
-	_, err = s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+	// Idle: unused for longer than the idle lifetime.
+	clock.Advance(idle - time.Second)
+	next, err := s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	clock.Advance(idle + time.Second)
+	_, err = s.Refresh(ctx, next.RefreshToken, nil, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 
-	// Absolute: a year from the code exchange, however often refreshed.
+	// Absolute: from the code exchange on, however often refreshed.
 	_, code = consentCode(t, f, s, app, "offline tickets:read")
 	tokens, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	step := valet.RefreshIdleTTL - 24*time.Hour
+	step := idle * 3 / 4
 	var elapsed time.Duration
 	for {
 		clock.Advance(step)
 		elapsed += step
 		next, err := s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
-		if elapsed < valet.RefreshAbsoluteTTL {
+		if elapsed < absolute {
 			must(t, err)
 			tokens = next
 			continue
