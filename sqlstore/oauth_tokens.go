@@ -257,13 +257,14 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*v
 	if !tx.now.Before(rt.ExpiresDatetime) || !tx.now.Before(rt.FamilyDatetime.Add(s.refreshAbsolute)) {
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
 	}
-	access := rt.Scopes
+	// A bad scope is answered after reuse detection: a replayed token is
+	// revoked whatever scope it asks for.
+	access, scopeErr := rt.Scopes, error(nil)
 	if len(scopes) > 0 {
 		if scopes, err = valet.ParseScopes(scopes.String()); err != nil {
-			return nil, s.fail(op, err, "")
-		}
-		if !rt.Scopes.Contains(scopes) {
-			return nil, invalid(op, "scope", "a refresh can only narrow the granted scopes")
+			scopeErr = s.fail(op, err, "")
+		} else if !rt.Scopes.Contains(scopes) {
+			scopeErr = invalid(op, "scope", "a refresh can only narrow the granted scopes")
 		}
 		access = scopes
 	}
@@ -283,10 +284,16 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*v
 		if successor == 0 {
 			return nil, s.revokeForReuse(ctx, tx, rt)
 		}
+		if scopeErr != nil {
+			return nil, scopeErr
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE id = $2`, micros(tx.now), successor); err != nil {
 			return nil, s.fail(op, err, "")
 		}
 	} else {
+		if scopeErr != nil {
+			return nil, scopeErr
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, micros(tx.now), rt.ID)
 		if err != nil {
 			return nil, s.fail(op, err, "")

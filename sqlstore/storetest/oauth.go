@@ -51,6 +51,7 @@ func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OA
 		{"ConcurrentCodeExchange", testOAuthConcurrentCodeExchange},
 		{"RefreshRotation", testOAuthRefreshRotation},
 		{"RefreshReuse", testOAuthRefreshReuse},
+		{"RefreshReuseWiderScope", testOAuthRefreshReuseWiderScope},
 		{"RefreshLeeway", testOAuthRefreshLeeway},
 		{"RefreshLifetimes", testOAuthRefreshLifetimes},
 		{"RevokeToken", testOAuthRevokeToken},
@@ -423,6 +424,28 @@ func testOAuthRefreshReuse(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	var details map[string]any
 	must(t, json.Unmarshal(entries[0].Details, &details))
 	wantEqual[any](t, details["grant_id"], float64(g.ID))
+}
+
+// A replayed refresh token revokes the grant whatever scope it asks for: a
+// wider one must not turn the replay into a harmless invalid_scope.
+func testOAuthRefreshReuseWiderScope(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	wider := valet.ScopeSet{valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeTicketsWrite}
+	// Unused, a wider scope is refused and changes nothing.
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, wider, time.Hour)
+	wantCode(t, err, valet.EINVALID)
+	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	must(t, err)
+	// Replayed, it is reuse.
+	_, err = s.Refresh(ctx, first.RefreshToken, nil, wider, time.Hour)
+	wantCode(t, err, valet.ECONFLICT)
+	wantAuth(t, s, second.AccessToken, false)
+	_, err = s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	wantCode(t, err, valet.ENOTFOUND)
 }
 
 func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
