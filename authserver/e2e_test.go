@@ -678,10 +678,20 @@ func TestAuditPage(t *testing.T) {
 	code, verifier, _ := e.code(b, "tickets:read", "offline")
 	_, out := e.exchange(code, verifier)
 	refresh, _ := out["refresh_token"].(string)
+	// A failed client authentication of the installed app is no account's
+	// entry, yet this account's page shows it.
+	good := e.secret
+	e.secret = "vcs_wrong"
+	e.refresh(refresh, "")
+	e.secret = good
+	resp, body := b.get(e.issuer + "/settings/audit")
+	if !strings.Contains(body, `data-action="client.auth_failed"`) || !strings.Contains(body, "The app failed to authenticate") {
+		t.Fatalf("audit page without the installed app's failed authentication:\n%s", body)
+	}
 	e.refresh(refresh, "")
 	e.refresh(refresh, "") // reuse: the grant is revoked and audited
 
-	resp, body := b.get(e.issuer + "/settings")
+	resp, body = b.get(e.issuer + "/settings")
 	if !strings.Contains(body, `href="/settings/audit"`) {
 		t.Fatalf("no link to the audit log in settings:\n%s", body)
 	}

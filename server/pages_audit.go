@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -25,7 +26,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, ps *pageSessi
 	if !ps.canManage() {
 		return valet.Errorf(valet.EFORBIDDEN, "Only the account's owners and admins can read its audit log.")
 	}
-	entries, err := store.ListAudit(ctx, ps.account.ID, auditLimit)
+	entries, err := s.accountAudit(ctx, store, ps.account.ID)
 	if err != nil {
 		return err
 	}
@@ -60,6 +61,38 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, ps *pageSessi
 	}
 	p := &webui.AuditPage{Layout: s.layout(w, r, ps, "Audit log", "settings"), Entries: rows}
 	return s.pages.ui.Audit(w, http.StatusOK, p)
+}
+
+// accountAudit is the account's entries and, merged in, the entries of no
+// account about the apps installed on it (their secret rotations and failed
+// client authentication), newest first.
+func (s *Server) accountAudit(ctx context.Context, store valet.OAuthService, accountID int64) ([]valet.AuditEntry, error) {
+	entries, err := store.ListAudit(ctx, accountID, auditLimit)
+	if err != nil {
+		return nil, err
+	}
+	grants, err := store.ListGrants(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	installed := map[int64]bool{}
+	for _, g := range grants {
+		installed[g.AppID] = true
+	}
+	if len(installed) == 0 {
+		return entries, nil
+	}
+	apps, err := store.ListAudit(ctx, 0, auditLimit)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range apps {
+		if installed[e.AppID] {
+			entries = append(entries, e)
+		}
+	}
+	slices.SortFunc(entries, func(a, b valet.AuditEntry) int { return cmp.Compare(b.ID, a.ID) })
+	return entries[:min(len(entries), auditLimit)], nil
 }
 
 // auditDetails lists an entry's JSON details by name. Ids of users and

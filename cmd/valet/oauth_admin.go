@@ -154,14 +154,13 @@ func init() {
 			},
 			check: func(m *Main) error { return required(map[string]string{"secret (or VALET_SECRET)": m.Config.Secret}) },
 			run:   (*Main).runKeysRotate},
-		command{name: "admin audit list", args: "--account NAME [--limit N]",
-			summary: "print an account's security audit log, newest first",
+		command{name: "admin audit list", args: "[--account NAME] [--limit N]",
+			summary: "print an account's security audit log, newest first; without --account, the entries of no account (app secret rotations, failed client authentication)",
 			register: func(m *Main, fs *flag.FlagSet) {
 				accountFlag(m, fs)
 				fs.IntVar(&m.Admin.App.Limit, "limit", 100, "at most this many entries (1-1000)")
 			},
-			check: func(m *Main) error { return required(map[string]string{"account": m.Admin.Account}) },
-			run:   (*Main).runAuditList},
+			run: (*Main).runAuditList},
 	)
 }
 
@@ -331,6 +330,14 @@ func (m *Main) runAuditList(ctx context.Context) error {
 		return err
 	}
 	defer store.Close()
+	if m.Admin.Account == "" {
+		entries, err := store.ListAudit(ctx, 0, m.Admin.App.Limit)
+		if err != nil {
+			return err
+		}
+		writeJSON(m.Stdout, map[string]any{"account": nil, "data": entries})
+		return nil
+	}
 	acct, err := findAccount(ctx, store, m.Admin.Account)
 	if err != nil {
 		return err

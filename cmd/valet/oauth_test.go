@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +194,51 @@ func TestAdminApps(t *testing.T) {
 	r = runCLI(t, env, "admin", "grant", "revoke", "--account", "acme", "--id", "99")
 	if r.code != 1 || !strings.Contains(r.stderr, "not_found") {
 		t.Fatalf("revoke unknown grant: %d %s", r.code, r.stderr)
+	}
+
+	// An installation, listed and revoked from the CLI, with the audit
+	// entry saying so; app-level entries (the secret rotation above) are
+	// the audit list of no account.
+	ctx := context.Background()
+	store, err := sqlstore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := store.FindUserByEmail(ctx, "o@acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, err := store.FindAccountByName(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubApp, err := store.FindApp(ctx, created.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant, err := store.Consent(ctx, acme.ID, owner.ID, hubApp.ID, valet.ScopeSet{valet.ScopeTicketsRead})
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, env, "admin", "grant", "list", "--account", "acme")
+	if r.code != 0 || !strings.Contains(r.stdout, `"scopes": [`) || !strings.Contains(r.stdout, fmt.Sprintf(`"id": %d`, grant.ID)) {
+		t.Fatalf("grant list: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, env, "admin", "grant", "revoke", "--account", "acme", "--id", strconv.FormatInt(grant.ID, 10))
+	if r.code != 0 {
+		t.Fatalf("grant revoke: %d %s", r.code, r.stderr)
+	}
+	if r = runCLI(t, env, "admin", "grant", "list", "--account", "acme"); !strings.Contains(r.stdout, `"data": []`) {
+		t.Fatalf("grant list after revoke: %s", r.stdout)
+	}
+	r = runCLI(t, env, "admin", "audit", "list", "--account", "acme")
+	if r.code != 0 || !strings.Contains(r.stdout, `"action": "grant.revoked"`) || !strings.Contains(r.stdout, `"action": "consent.given"`) {
+		t.Fatalf("audit list: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, env, "admin", "audit", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, `"action": "app.secret_rotated"`) || strings.Contains(r.stdout, "grant.revoked") {
+		t.Fatalf("audit list of no account: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 
 	r = runCLI(t, env, "admin", "app", "delete", "--client-id", created.ClientID)
