@@ -2,6 +2,7 @@ package authserver_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/base64"
 	"encoding/json"
 	"html"
@@ -144,6 +145,8 @@ type browser struct {
 	c           *http.Client
 	consents    int // consent pages seen
 	lastConsent string
+	// consentHeader is the last consent page's header.
+	consentHeader http.Header
 }
 
 func (e *env) browser() *browser {
@@ -215,7 +218,7 @@ func (b *browser) authorize(authURL, action string) answer {
 				"next": {field(b.t, nextRe, body)}, "email": {b.e.user.Email}, "password": {password}})
 		case "/oauth/consent":
 			b.consents++
-			b.lastConsent = body
+			b.lastConsent, b.consentHeader = body, resp.Header
 			form := url.Values{"csrf": {field(b.t, csrfRe, body)}, "id": {field(b.t, idRe, body)}, "action": {action}}
 			if m := selectedRe.FindStringSubmatch(body); m != nil {
 				form.Set("account", m[1]+m[2])
@@ -667,6 +670,144 @@ func TestConnectedApps(t *testing.T) {
 	must(t, err)
 	if entries[0].Action != valet.AuditGrantRevoked || entries[0].ActorUserID != e.user.ID {
 		t.Fatalf("audit %+v", entries[0])
+	}
+}
+
+// TestConsentPageSecurity: the consent page cannot be framed, lets its form
+// reach only valet and the app's redirect URI, is not cached, and refuses
+// an answer without the session's CSRF token.
+func TestConsentPageSecurity(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	e.code(b, "tickets:read")
+	h := b.consentHeader
+	csp := h.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "form-action 'self' https://app.example") ||
+		!strings.Contains(csp, "script-src 'self'") || h.Get("Cache-Control") != "no-store" || h.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("consent page headers: %v", h)
+	}
+	// A forged answer (no CSRF token) approves nothing.
+	resp, body := b.get(e.oauth2("tickets:read", "tickets:write").AuthCodeURL("s2"))
+	if resp.Request.URL.Path != "/oauth/consent" {
+		t.Fatalf("not on the consent page: %s", resp.Request.URL)
+	}
+	resp, _ = b.post(e.issuer+"/oauth/consent", url.Values{"id": {field(t, idRe, body)}, "action": {"allow"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("consent without CSRF: %d", resp.StatusCode)
+	}
+	g, err := e.store.FindActiveGrant(ctx, e.account.ID, e.user.ID, e.app.ID)
+	must(t, err)
+	if g.Scopes.Has(valet.ScopeTicketsWrite) {
+		t.Fatal("a forged consent widened the grant")
+	}
+}
+
+// TestCodeBinding: a code is redeemed only by the client it was issued to
+// and with the redirect URI of its request; a refused attempt leaves it
+// usable by its rightful client.
+func TestCodeBinding(t *testing.T) {
+	e := newEnv(t)
+	other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"tickets:read"}}
+	otherSecret, err := e.store.RegisterApp(ctx, other)
+	must(t, err)
+	code, verifier, _ := e.code(e.browser(), "tickets:read")
+
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+		"code_verifier": {verifier}, "client_id": {other.ClientID}, "client_secret": {otherSecret}}
+	resp, err := http.PostForm(e.issuer+"/oauth/token", form)
+	must(t, err)
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
+
+	status, out, _ := e.tokenPost(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {"https://app.example/other"}, "code_verifier": {verifier}})
+	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+
+	status, out = e.exchange(code, verifier)
+	wantStatus(t, "the rightful exchange", status, http.StatusOK)
+}
+
+// TestRefreshBinding: a refresh token is redeemed only by its own client.
+func TestRefreshBinding(t *testing.T) {
+	e := newEnv(t)
+	other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"offline", "tickets:read"}}
+	otherSecret, err := e.store.RegisterApp(ctx, other)
+	must(t, err)
+	code, verifier, _ := e.code(e.browser(), "offline", "tickets:read")
+	_, out := e.exchange(code, verifier)
+	refresh, _ := out["refresh_token"].(string)
+	resp, err := http.PostForm(e.issuer+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
+		"client_id": {other.ClientID}, "client_secret": {otherSecret}})
+	must(t, err)
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
+	status, out := e.refresh(refresh, "")
+	wantStatus(t, "the rightful refresh", status, http.StatusOK)
+}
+
+// TestCORS: browsers may call the token endpoint from any origin, without
+// credentials (cookies never authenticate a token request).
+func TestCORS(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest(http.MethodOptions, e.issuer+"/oauth/token", nil)
+	req.Header.Set("Origin", "https://spa.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type") // as browsers send it
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if o := resp.Header.Get("Access-Control-Allow-Origin"); o != "*" && o != "https://spa.example" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight admits credentials: %v", resp.Header)
+	}
+	req, _ = http.NewRequest(http.MethodPost, e.issuer+"/oauth/token", strings.NewReader("grant_type=refresh_token&refresh_token=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://spa.example")
+	req.SetBasicAuth(e.app.ClientID, e.secret)
+	resp, err = http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") == "" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("cross-origin token answer: %v", resp.Header)
+	}
+}
+
+// TestConnectedAppsOfAgent: an agent sees the apps they approved
+// themselves, and may revoke those, but not the owner's.
+func TestConnectedAppsOfAgent(t *testing.T) {
+	e := newEnv(t)
+	owners := e.browser()
+	e.code(owners, "tickets:read")
+	ownerGrant, err := e.store.FindActiveGrant(ctx, e.account.ID, e.user.ID, e.app.ID)
+	must(t, err)
+	agent := &valet.User{Email: "agent@acme.test", Name: "Aaron Agent", PasswordHash: e.user.PasswordHash}
+	must(t, e.store.CreateUser(ctx, agent))
+	must(t, e.store.AddMember(ctx, e.account.ID, agent.ID, valet.RoleAgent))
+	agentGrant, err := e.store.Consent(ctx, e.account.ID, agent.ID, e.public.ID, valet.ScopeSet{"tickets:read"})
+	must(t, err)
+
+	ab := e.browser()
+	_, body := ab.get(e.issuer + "/signin")
+	ab.post(e.issuer+"/signin", url.Values{"csrf": {field(t, csrfRe, body)}, "email": {agent.Email}, "password": {password}})
+	resp, body := ab.get(e.issuer + "/settings/apps")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`data-grant="%d"`, agentGrant.ID)) ||
+		strings.Contains(body, fmt.Sprintf(`data-grant="%d"`, ownerGrant.ID)) || !strings.Contains(body, "You see the apps you approved yourself") {
+		t.Fatalf("agent's connected apps: %d\n%s", resp.StatusCode, body)
+	}
+	resp, _ = ab.post(e.issuer+"/settings/apps/"+strconv.FormatInt(ownerGrant.ID, 10)+"/revoke", url.Values{"csrf": {field(t, csrfRe, body)}})
+	wantStatus(t, "agent revoking the owner's app", resp.StatusCode, http.StatusNotFound)
+	if _, err := e.store.FindActiveGrant(ctx, e.account.ID, e.user.ID, e.app.ID); err != nil {
+		t.Fatalf("the owner's grant after the agent's attempt: %v", err)
+	}
+	// The owner sees both.
+	_, body = owners.get(e.issuer + "/settings/apps")
+	if !strings.Contains(body, fmt.Sprintf(`data-grant="%d"`, agentGrant.ID)) || !strings.Contains(body, fmt.Sprintf(`data-grant="%d"`, ownerGrant.ID)) {
+		t.Fatalf("owner's connected apps:\n%s", body)
 	}
 }
 
