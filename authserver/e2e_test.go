@@ -2,9 +2,9 @@ package authserver_test
 
 import (
 	"context"
-	"fmt"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
