@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -353,5 +356,88 @@ func TestServeTokenLifetimes(t *testing.T) {
 	}
 	if got := time.Duration(expires) * time.Microsecond; got != 3*time.Hour {
 		t.Fatalf("refresh token lives %v, want 3h (VALET_REFRESH_IDLE_TTL)", got)
+	}
+}
+
+// TestDemoWalkthrough follows the OAuth walk-through valet demo prints, as
+// a reader would: open the authorize URL, sign in as the demo owner and
+// allow, take the code from the address the browser lands on, run the
+// printed token request, then call the API with the token.
+func TestDemoWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seeds the demo")
+	}
+	m := NewMain()
+	var stdout, stderr syncBuffer
+	m.Stdout, m.Stderr = &stdout, &stderr
+	m.Getenv = func(string) string { return "" }
+	db := filepath.Join(t.TempDir(), "demo.db")
+	if err := m.ParseFlags(context.Background(), []string{"demo", "--addr", "127.0.0.1:0", "--no-hub", "--db", db}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	authorizeRe := regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/oauth/authorize\?\S+`)
+	curlRe := regexp.MustCompile(`curl -u '([^:]+):([^']+)' -d grant_type=authorization_code -d redirect_uri=(\S+) -d code=CODE (\S+)`)
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(stdout.String(), "Stop with Ctrl-C") {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo printed no walk-through:\n%s\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := stdout.String()
+	authorize, curl := authorizeRe.FindStringSubmatch(out), curlRe.FindStringSubmatch(out)
+	if authorize == nil || curl == nil {
+		t.Fatalf("walk-through without its URLs:\n%s", out)
+	}
+	base := authorize[1]
+
+	h := &helpdesktest.Helpdesk{URL: base}
+	b := h.NewBrowser(t, "olivia@acme-outfitters.example")
+	b.Password = "valet-demo"
+	b.Client.CheckRedirect = func(r *http.Request, _ []*http.Request) error {
+		if "http://"+r.URL.Host != base {
+			return http.ErrUseLastResponse // the demo app's callback is not running
+		}
+		return nil
+	}
+	resp, body := b.Get(authorize[0])
+	resp, _ = b.Walk(resp, body, "allow")
+	to, err := resp.Location()
+	if err != nil || !strings.HasPrefix(to.String(), curl[3]+"?") || to.Query().Get("state") != "xyz" {
+		t.Fatalf("after consent: %d %v %v", resp.StatusCode, to, err)
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "redirect_uri": {curl[3]}, "code": {to.Query().Get("code")}}
+	req, _ := http.NewRequest(http.MethodPost, curl[4], strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(curl[1], curl[2])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Account     string `json:"account"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(tok.AccessToken, "vat_") || tok.Account != "acme" {
+		t.Fatalf("token request: %d %+v %v", resp.StatusCode, tok, err)
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/api/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/tickets with the token: %d", resp.StatusCode)
 	}
 }
