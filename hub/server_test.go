@@ -652,3 +652,33 @@ func TestOperations(t *testing.T) {
 		t.Fatalf("readyz with the store closed: %d", resp.StatusCode)
 	}
 }
+
+// TestDashboardStates: the dashboard shows when a connection was last and
+// will next be renewed and its last error, and a degraded connection as
+// such, in plain words.
+func TestDashboardStates(t *testing.T) {
+	e := newHubEnv(t)
+	b := e.browser()
+	dash := e.signIn(b)
+	_, dash = e.connect(b, dash, "", "allow")
+	for _, want := range []string{"<dt>Last refresh</dt><dd>never</dd>", "<dt>Next refresh</dt><dd>", `<dd class="last-error">none</dd>`} {
+		if !strings.Contains(dash, want) {
+			t.Fatalf("dashboard lacks %q:\n%s", want, dash)
+		}
+	}
+	c := e.only()
+	ok, err := e.store.MarkConnection(ctx, c.ID, c.Generation, valet.ConnectionDegraded, "The helpdesk answered 503 Service Unavailable.")
+	must(t, err)
+	if !ok {
+		t.Fatal("MarkConnection changed nothing")
+	}
+	_, dash = b.Get(e.URL + "/")
+	for _, want := range []string{`data-status="degraded"`, `<dd class="last-error">The helpdesk answered 503 Service Unavailable.</dd>`} {
+		if !strings.Contains(dash, want) {
+			t.Fatalf("degraded dashboard lacks %q:\n%s", want, dash)
+		}
+	}
+	if _, page := b.Get(connURL(e, c)); !strings.Contains(page, "The helpdesk answered 503 Service Unavailable.") {
+		t.Fatalf("connection page without the last error:\n%s", page)
+	}
+}

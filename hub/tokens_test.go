@@ -300,20 +300,88 @@ func TestRenewAfterFreshRefresh(t *testing.T) {
 
 // 5xx and network errors degrade the connection with backoff; they do not
 // revoke it.
+// statusTransport answers every request with one status, as a helpdesk
+// failing behind its load balancer does.
+type statusTransport int
+
+func (st statusTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: int(st), Status: http.StatusText(int(st)), Header: http.Header{},
+		Body: http.NoBody, Request: r}, nil
+}
+
+// TestRefreshDegraded: a helpdesk that cannot be reached, or answers 5xx,
+// makes the connection degraded with a later retry, never revoked.
 func TestRefreshDegraded(t *testing.T) {
-	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		down func(e *tokenEnv, p *Providers)
+	}{
+		{"network", func(e *tokenEnv, _ *Providers) { e.h.Server.Close() }},
+		{"503", func(_ *tokenEnv, p *Providers) { p.HTTP = &http.Client{Transport: statusTransport(http.StatusServiceUnavailable)} }},
+		{"500", func(_ *tokenEnv, p *Providers) { p.HTTP = &http.Client{Transport: statusTransport(http.StatusInternalServerError)} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newTokenEnv(t, false, 0)
+			store := e.openHub()
+			conn := e.connect(store)
+			down := &Providers{Clients: e.providers().Clients}
+			tc.down(e, down)
+			tokens := NewTokens(store, e.vault, down, nil, nil, TokensConfig{})
+			if _, err := tokens.Token(ctx, conn.ID); err == nil || errors.Is(err, ErrRevoked) {
+				t.Fatalf("Token with the helpdesk down: %v", err)
+			}
+			stored, _, _ := store.FindConnection(ctx, conn.ID)
+			if stored.Status != valet.ConnectionDegraded || stored.Failures != 1 || !stored.NextRefresh.After(time.Now()) || stored.LastError == "" {
+				t.Fatalf("connection %+v, want degraded with a later retry", stored)
+			}
+		})
+	}
+}
+
+// TestRefreshDueEarly: the refresher renews a connection before its token
+// expires, and schedules the next renewal early with jitter, so tokens
+// issued together do not fall due together.
+func TestRefreshDueEarly(t *testing.T) {
 	e := newTokenEnv(t, false, 0)
 	store := e.openHub()
 	conn := e.connect(store)
-	down := &Providers{Clients: e.providers().Clients}
-	tokens := NewTokens(store, e.vault, down, nil, nil, TokensConfig{})
-	e.h.Server.Close() // the helpdesk is unreachable
-	if _, err := tokens.Token(ctx, conn.ID); err == nil || errors.Is(err, ErrRevoked) {
-		t.Fatalf("Token with the helpdesk down: %v", err)
+	// Still valid for ten minutes, but due.
+	conn.AccessExpires, conn.NextRefresh = time.Now().Add(10*time.Minute), time.Now().Add(-time.Second)
+	stored, secrets, err := store.FindConnection(ctx, conn.ID)
+	must(t, err)
+	stored.AccessExpires, stored.NextRefresh = conn.AccessExpires, conn.NextRefresh
+	must(t, store.SaveConnection(ctx, stored, *secrets))
+	tokens := e.tokens(store, TokensConfig{})
+	before := e.h.TokenRequests("refresh_token")
+	n, err := tokens.RefreshDue(ctx, 10)
+	must(t, err)
+	if n != 1 || e.h.TokenRequests("refresh_token")-before != 1 {
+		t.Fatalf("RefreshDue renewed %d, the helpdesk saw %d refresh grants", n, e.h.TokenRequests("refresh_token")-before)
 	}
-	stored, _, _ := store.FindConnection(ctx, conn.ID)
-	if stored.Status != valet.ConnectionDegraded || stored.Failures != 1 || !stored.NextRefresh.After(time.Now()) || stored.LastError == "" {
-		t.Fatalf("connection %+v, want degraded with a later retry", stored)
+	renewed, _, err := store.FindConnection(ctx, conn.ID)
+	must(t, err)
+	life := renewed.AccessExpires.Sub(time.Now())
+	if life < 23*time.Hour || !renewed.NextRefresh.Before(renewed.AccessExpires) || renewed.LastRefresh == nil {
+		t.Fatalf("after renewal: expires in %v, next refresh %v, last refresh %v", life, renewed.NextRefresh, renewed.LastRefresh)
+	}
+	if n, _ := tokens.RefreshDue(ctx, 10); n != 0 {
+		t.Fatalf("renewed again at once: %d", n)
+	}
+	// Jitter: the next renewal of tokens issued at one instant spreads over
+	// a tenth of their life, after the early margin.
+	issued := time.Now()
+	expires := issued.Add(24 * time.Hour)
+	seen := map[time.Time]bool{}
+	for range 50 {
+		next := tokens.nextRefresh(issued, expires)
+		if next.After(expires.Add(-tokens.cfg.Early)) || next.Before(expires.Add(-tokens.cfg.Early-24*time.Hour/10)) {
+			t.Fatalf("next refresh %v outside its window before %v", next, expires)
+		}
+		seen[next] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("only %d distinct refresh times of 50: no jitter", len(seen))
 	}
 }
 

@@ -375,6 +375,16 @@ func TestDemoHub(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(db), "demo-hub.db")); err != nil {
 		t.Fatalf("the demo hub's database is not next to the demo's: %v", err)
 	}
+	// The hub's app is registered with issue 4's 30 s refresh reuse leeway.
+	helpdesk, err := sqlstore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubApp, err := helpdesk.FindApp(ctx, demoHubClientID)
+	helpdesk.Close()
+	if err != nil || hubApp.RefreshLeeway != 30 || hubApp.Public {
+		t.Fatalf("the demo hub's app: %+v, %v", hubApp, err)
+	}
 	b := (&helpdesktest.Helpdesk{URL: out.URL}).NewBrowser(t, out.Users[0].Email)
 	b.Password = out.Users[0].Password
 	_, body := b.Get(out.HubURL + "/")
