@@ -317,8 +317,12 @@ func TestRefreshDegraded(t *testing.T) {
 		down func(e *tokenEnv, p *Providers)
 	}{
 		{"network", func(e *tokenEnv, _ *Providers) { e.h.Server.Close() }},
-		{"503", func(_ *tokenEnv, p *Providers) { p.HTTP = &http.Client{Transport: statusTransport(http.StatusServiceUnavailable)} }},
-		{"500", func(_ *tokenEnv, p *Providers) { p.HTTP = &http.Client{Transport: statusTransport(http.StatusInternalServerError)} }},
+		{"503", func(_ *tokenEnv, p *Providers) {
+			p.HTTP = &http.Client{Transport: statusTransport(http.StatusServiceUnavailable)}
+		}},
+		{"500", func(_ *tokenEnv, p *Providers) {
+			p.HTTP = &http.Client{Transport: statusTransport(http.StatusInternalServerError)}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
