@@ -16,17 +16,24 @@ import (
 	"github.com/valethq/valet"
 	"github.com/valethq/valet/authserver"
 	"github.com/valethq/valet/server"
+	"github.com/valethq/valet/sqlstore"
 	"github.com/valethq/valet/sqlstore/sqltest"
 )
 
 // BenchmarkRefreshGrant is one refresh grant (client_secret_basic, rotation)
-// over a real HTTP connection to the whole server on SQLite, each parallel
-// client rotating its own chain. bench/oauth measures the same against a
-// ceiling; this one is for profiles:
+// over a real HTTP connection to the whole server, each parallel client
+// rotating its own chain, on SQLite or, with VALET_BENCH_DB=postgres, on
+// the server VALET_TEST_POSTGRES names. bench/oauth measures the same
+// against a ceiling; this one is for profiles:
 //
 //	go test ./authserver/ -run '^$' -bench RefreshGrant -cpuprofile /tmp/cpu.out
 func BenchmarkRefreshGrant(b *testing.B) {
-	store := sqltest.SQLite(b)
+	var store *sqlstore.Store
+	if os.Getenv("VALET_BENCH_DB") == "postgres" {
+		store = sqltest.Postgres(b)
+	} else {
+		store = sqltest.SQLite(b)
+	}
 	account := &valet.Account{Name: "acme", DisplayName: "Acme"}
 	must(b, store.CreateAccount(ctx, account))
 	user := &valet.User{Email: "owner@acme.test", Name: "Olive Owner"}
