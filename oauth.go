@@ -308,14 +308,15 @@ type OAuthService interface {
 	// is revoked, the replay audited, and ECONFLICT returned. Errors:
 	// ENOTFOUND (unknown), EUNAUTHORIZED (expired, grant revoked), ECONFLICT.
 	ExchangeAuthCode(ctx context.Context, code string, check func(*AuthCode) error, accessTTL time.Duration) (*IssuedTokens, error)
-	// Refresh rotates a refresh token: check (client binding) runs first;
-	// scopes, when not empty, narrow the new access token. An already-used
+	// Refresh rotates a refresh token of the app appID (the authenticated
+	// client; another app's token answers EUNAUTHORIZED and stays as it
+	// was); scopes, when not empty, narrow the new access token. An already-used
 	// token revokes its grant (audited) and answers ECONFLICT — unless the
 	// app's leeway has not passed and the token's successor is unused, in
 	// which case the successor is revoked and a new one issued. Errors:
 	// ENOTFOUND, EUNAUTHORIZED (expired, revoked), EINVALID (wider scopes),
 	// ECONFLICT (reuse).
-	Refresh(ctx context.Context, token string, check func(*RefreshToken) error, scopes ScopeSet, accessTTL time.Duration) (*IssuedTokens, error)
+	Refresh(ctx context.Context, token string, appID int64, scopes ScopeSet, accessTTL time.Duration) (*IssuedTokens, error)
 	// RevokeOAuthToken revokes a vat_ access token or a vrt_ refresh token
 	// (with its family) of the app, as RFC 7009 asks: unknown tokens are
 	// not an error.

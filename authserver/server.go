@@ -508,12 +508,7 @@ func (s *Server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 		return nil, oidc.ErrServerError()
 	}
 	scopes := valet.ScopeSet(toScopes(r.Data.Scopes))
-	issued, err := s.store.Refresh(ctx, r.Data.RefreshToken, func(rt *valet.RefreshToken) error {
-		if rt.AppID != c.app.ID {
-			return oidc.ErrInvalidGrant().WithDescription("the refresh token was issued to another client")
-		}
-		return nil
-	}, scopes, s.accessTTL)
+	issued, err := s.store.Refresh(ctx, r.Data.RefreshToken, c.app.ID, scopes, s.accessTTL)
 	if err != nil {
 		return nil, grantError(err)
 	}

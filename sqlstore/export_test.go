@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/valethq/valet"
 )
@@ -44,4 +46,15 @@ func (s *Store) Exec(ctx context.Context, query string) error {
 func (s *Store) ReloadStatistics() {
 	s.r.SetMaxIdleConns(0)
 	s.r.SetMaxIdleConns(max(4, runtime.NumCPU()))
+}
+
+// Rotate is Refresh's one-statement path alone (PostgreSQL): nil tokens
+// when it leaves the decision to the transaction.
+func (s *Store) Rotate(ctx context.Context, token string, appID int64, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	return s.rotate(ctx, token, appID, accessTTL)
+}
+
+// QueryRow runs a query on the writer pool.
+func (s *Store) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.w.QueryRowContext(ctx, query, args...)
 }

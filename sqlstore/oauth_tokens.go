@@ -205,15 +205,21 @@ func (tx *tx) revokeFamily(ctx context.Context, grantID, codeID int64) error {
 }
 
 // Refresh implements valet.OAuthService.
-func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.RefreshToken) error, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.Refresh"
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
+	if s.d != sqliteDialect && len(scopes) == 0 {
+		out, err := s.rotate(ctx, token, appID, accessTTL)
+		if err != nil || out != nil {
+			return out, s.fail(op, err, "")
+		}
+	}
 	var out *valet.IssuedTokens
 	var pieceErr error
 	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.refresh(ctx, tx, token, check, scopes, accessTTL)
+		out, pieceErr = s.refresh(ctx, tx, token, appID, scopes, accessTTL)
 		return pieceErr
 	})
 	if err != nil {
@@ -222,9 +228,60 @@ func (s *Store) Refresh(ctx context.Context, token string, check func(*valet.Ref
 	return out, nil
 }
 
+// rotateStatement is a refresh grant with nothing to decide in one
+// statement: it marks the token used and issues its successors when the
+// token is live, unused and the app's, and its grant live. On PostgreSQL a
+// refresh is then one round trip instead of six (begin, read, mark, two
+// inserts, commit), which is most of its cost. It returns no row, having
+// changed nothing, in every other case; refresh then decides, in a
+// transaction. A concurrent use of the same token waits for the first
+// one's row lock, then finds it used and returns no row.
+const rotateStatement = `WITH old AS (
+		UPDATE refresh_tokens t SET used_at = $2
+		FROM grants g, accounts ac
+		WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL
+			AND t.expires_at > $2 AND t.family_at > $3
+			AND g.id = t.grant_id AND g.revoked_at IS NULL AND g.app_id = $4 AND ac.id = g.account_id
+		RETURNING t.id, t.grant_id, g.account_id, g.user_id, t.code_id, t.scopes, t.nonce, t.auth_time,
+			t.family_at, ac.name
+	), access AS (
+		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
+		SELECT $5, grant_id, scopes, $2, $6, code_id, id FROM old
+	), refresh AS (
+		INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes, nonce, auth_time,
+			family_at, created_at, expires_at)
+		SELECT $7, grant_id, code_id, id, scopes, nonce, auth_time, family_at, $2, LEAST($8, family_at + $9) FROM old
+	)
+	SELECT grant_id, account_id, user_id, scopes, nonce, auth_time, name FROM old`
+
+// rotate runs rotateStatement (PostgreSQL). It returns nil tokens and no
+// error when the token needs refresh's decisions.
+func (s *Store) rotate(ctx context.Context, token string, appID int64, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	now := s.now()
+	out := &valet.IssuedTokens{AppID: appID, AccessTokenTTL: accessTTL,
+		AccessToken:   valet.NewSecret(valet.PrefixAccessToken),
+		AccessExpires: now.Add(accessTTL),
+		RefreshToken:  valet.NewSecret(valet.PrefixRefreshToken)}
+	var scopes string
+	var authTime int64
+	err := s.w.QueryRowContext(ctx, rotateStatement,
+		valet.HashSecret(token), micros(now), micros(now.Add(-s.refreshAbsolute)), appID,
+		valet.HashSecret(out.AccessToken), micros(out.AccessExpires),
+		valet.HashSecret(out.RefreshToken), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds()).
+		Scan(&out.GrantID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime, &out.AccountName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out.Scopes, out.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
+	return out, nil
+}
+
 // refresh is Refresh's transaction. A reused token answers keep(err): the
 // revocation commits.
-func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*valet.RefreshToken) error, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) refresh(ctx context.Context, tx *tx, token string, appID int64, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.Refresh"
 	rt := &valet.RefreshToken{}
 	var stored, accountName string
@@ -244,13 +301,12 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, check func(*v
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
+	if rt.AppID != appID {
+		// Not a use: the token stays as it was for its own app.
+		return nil, errorf(op, valet.EUNAUTHORIZED, "The refresh token was issued to another client.", nil)
+	}
 	rt.Scopes, rt.AuthTime, rt.FamilyDatetime = parseStoredScopes(stored), fromMicros(authTime), fromMicros(familyAt)
 	rt.CreatedDatetime, rt.ExpiresDatetime, rt.UsedDatetime = fromMicros(created), fromMicros(expires), fromNullMicros(used)
-	if check != nil {
-		if err := check(rt); err != nil {
-			return nil, err
-		}
-	}
 	if revoked.Valid || grantRevoked.Valid {
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
 	}

@@ -49,6 +49,7 @@ func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OA
 		{"CodeReplay", testOAuthCodeReplay},
 		{"CodeExpiry", testOAuthCodeExpiry},
 		{"ConcurrentCodeExchange", testOAuthConcurrentCodeExchange},
+		{"ConcurrentRefresh", testOAuthConcurrentRefresh},
 		{"RefreshRotation", testOAuthRefreshRotation},
 		{"RefreshReuse", testOAuthRefreshReuse},
 		{"RefreshReuseWiderScope", testOAuthRefreshReuseWiderScope},
@@ -335,7 +336,7 @@ func testOAuthCodeReplay(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
 	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	// Another family of the same grant survives the replay.
 	_, otherCode := consentCode(t, f, s, app, "tickets:read")
@@ -346,7 +347,7 @@ func testOAuthCodeReplay(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	wantCode(t, err, valet.ECONFLICT)
 	wantAuth(t, s, first.AccessToken, false)
 	wantAuth(t, s, second.AccessToken, false)
-	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, second.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	wantAuth(t, s, other.AccessToken, true)
 	wantEqual(t, auditActions(t, s, f.account.ID)[0], valet.AuditCodeReplay)
@@ -372,16 +373,13 @@ func testOAuthRefreshRotation(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
 
-	var seen *valet.RefreshToken
-	sentinel := valet.Errorf(valet.EFORBIDDEN, "wrong client")
-	_, err = s.Refresh(ctx, first.RefreshToken, func(rt *valet.RefreshToken) error { seen = rt; return sentinel }, nil, time.Hour)
-	if err != sentinel {
-		t.Fatalf("check error = %v", err)
-	}
-	wantEqual(t, seen.AppID, app.ID)
-	wantEqual(t, seen.Nonce, "n-0S6")
+	// Another app presenting the token is refused, and the token is not
+	// used by it.
+	other, _ := newApp(t, s, func(a *valet.App) { a.Name = "Other" })
+	_, err = s.Refresh(ctx, first.RefreshToken, other.ID, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
 
-	second, err := s.Refresh(ctx, first.RefreshToken, nil, valet.ScopeSet{"tickets:read"}, time.Hour)
+	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, valet.ScopeSet{"tickets:read"}, time.Hour)
 	must(t, err)
 	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken {
 		t.Fatalf("refresh did not rotate: %+v", second)
@@ -390,15 +388,15 @@ func testOAuthRefreshRotation(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	wantEqual(t, wantAuth(t, s, second.AccessToken, true).Scopes.String(), "tickets:read")
 	wantAuth(t, s, first.AccessToken, true)
 	// The narrowed refresh keeps the refresh token's own scopes.
-	third, err := s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	third, err := s.Refresh(ctx, second.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	wantEqual(t, third.Scopes.String(), "offline openid tickets:read tickets:write")
-	_, err = s.Refresh(ctx, third.RefreshToken, nil, valet.ScopeSet{"customers:read"}, time.Hour)
+	_, err = s.Refresh(ctx, third.RefreshToken, app.ID, valet.ScopeSet{"customers:read"}, time.Hour)
 	wantField(t, err, "scope")
-	_, err = s.Refresh(ctx, "vrt_unknown", nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, "vrt_unknown", app.ID, nil, time.Hour)
 	wantCode(t, err, valet.ENOTFOUND)
 	// Widening failed without consuming the token.
-	_, err = s.Refresh(ctx, third.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, third.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 }
 
@@ -408,13 +406,13 @@ func testOAuthRefreshReuse(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	g, code := consentCode(t, f, s, app, "offline tickets:read")
 	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 	// The whole grant is revoked.
 	wantAuth(t, s, second.AccessToken, false)
-	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, second.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	_, err = s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
 	wantCode(t, err, valet.ENOTFOUND)
@@ -436,12 +434,12 @@ func testOAuthRefreshReuseWiderScope(t *testing.T, s valet.OAuthStore, _ *Clock)
 	must(t, err)
 	wider := valet.ScopeSet{valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeTicketsWrite}
 	// Unused, a wider scope is refused and changes nothing.
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, wider, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, wider, time.Hour)
 	wantCode(t, err, valet.EINVALID)
-	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	// Replayed, it is reuse.
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, wider, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, wider, time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 	wantAuth(t, s, second.AccessToken, false)
 	_, err = s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
@@ -454,20 +452,20 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
 	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	second, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	clock.Advance(5 * time.Second)
 	// The client lost second: within the leeway first yields a successor
 	// and second stops working.
-	retry, err := s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	retry, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
-	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, second.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	wantAuth(t, s, retry.AccessToken, true)
-	next, err := s.Refresh(ctx, retry.RefreshToken, nil, nil, time.Hour)
+	next, err := s.Refresh(ctx, retry.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	// A token two steps back is reuse, leeway or not.
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 	wantAuth(t, s, next.AccessToken, false)
 
@@ -475,10 +473,10 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	_, code = consentCode(t, f, s, app, "offline tickets:read")
 	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	clock.Advance(11 * time.Second)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 
 	// Without leeway (the default), an immediate retry revokes.
@@ -486,9 +484,9 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	_, code = consentCode(t, f, s, strict, "offline tickets:read")
 	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
 	must(t, err)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, strict.ID, nil, time.Hour)
 	must(t, err)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, strict.ID, nil, time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 }
 
@@ -511,10 +509,10 @@ func refreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock, idle, abso
 	must(t, err)
 	// Idle: unused for longer than the idle lifetime.
 	clock.Advance(idle - time.Second)
-	next, err := s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+	next, err := s.Refresh(ctx, tokens.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	clock.Advance(idle + time.Second)
-	_, err = s.Refresh(ctx, next.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, next.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 
 	// Absolute: from the code exchange on, however often refreshed.
@@ -526,7 +524,7 @@ func refreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock, idle, abso
 	for {
 		clock.Advance(step)
 		elapsed += step
-		next, err := s.Refresh(ctx, tokens.RefreshToken, nil, nil, time.Hour)
+		next, err := s.Refresh(ctx, tokens.RefreshToken, app.ID, nil, time.Hour)
 		if elapsed < absolute {
 			must(t, err)
 			tokens = next
@@ -556,12 +554,12 @@ func testOAuthRevokeToken(t *testing.T, s valet.OAuthStore, _ *Clock) {
 
 	must(t, s.RevokeOAuthToken(ctx, app.ID, first.AccessToken))
 	wantAuth(t, s, first.AccessToken, false)
-	_, err = s.Refresh(ctx, first.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err) // revoking an access token leaves the refresh token
 
 	must(t, s.RevokeOAuthToken(ctx, app.ID, second.RefreshToken))
 	wantAuth(t, s, second.AccessToken, false)
-	_, err = s.Refresh(ctx, second.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, second.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	wantEqual(t, auditActions(t, s, f.account.ID)[0], valet.AuditTokenRevoked)
 }
@@ -659,7 +657,7 @@ func testOAuthPurge(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	wantEqual(t, n, 1)
 	wantAuth(t, s, live.AccessToken, true)
 	// The refresh token still works after its access token went.
-	_, err = s.Refresh(ctx, old.RefreshToken, nil, nil, time.Hour)
+	_, err = s.Refresh(ctx, old.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 
 	// A day later the codes go; a month later the refresh tokens.
@@ -703,10 +701,53 @@ func testOAuthConcurrentCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock)
 		}
 		wins++
 		wantAuth(t, s, results[i].AccessToken, false)
-		_, err := s.Refresh(ctx, results[i].RefreshToken, nil, nil, time.Hour)
+		_, err := s.Refresh(ctx, results[i].RefreshToken, app.ID, nil, time.Hour)
 		wantCode(t, err, valet.EUNAUTHORIZED)
 	}
 	if wins != 1 {
 		t.Fatalf("%d exchanges of one code succeeded", wins)
 	}
+}
+
+// testOAuthConcurrentRefresh: of simultaneous rotations of one refresh
+// token one succeeds, the others are reuse, and the grant ends up revoked
+// with what the winner got.
+func testOAuthConcurrentRefresh(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	_, code := consentCode(t, f, s, app, "offline tickets:read")
+	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	must(t, err)
+	const n = 6
+	var wg sync.WaitGroup
+	results := make([]*valet.IssuedTokens, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
+		}()
+	}
+	wg.Wait()
+	var winner *valet.IssuedTokens
+	conflicts := 0
+	for i, err := range errs {
+		switch {
+		case err == nil && winner == nil:
+			winner = results[i]
+		case err == nil:
+			t.Fatal("two rotations of one refresh token succeeded")
+		case valet.ErrorCode(err) == valet.ECONFLICT:
+			conflicts++
+		default:
+			wantCode(t, err, valet.EUNAUTHORIZED) // the grant was already revoked
+		}
+	}
+	if winner == nil || conflicts == 0 {
+		t.Fatalf("winner %v, %d reuses detected; errors %v", winner != nil, conflicts, errs)
+	}
+	wantAuth(t, s, winner.AccessToken, false)
+	_, err = s.Refresh(ctx, winner.RefreshToken, app.ID, nil, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
 }
