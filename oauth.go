@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
@@ -196,6 +197,24 @@ type AuthCode struct {
 	UsedDatetime        *time.Time
 }
 
+// CodeRedemption is a client presenting a code at the token endpoint. The
+// code must have been issued to AppID for RedirectURI; a code issued with a
+// PKCE challenge needs its verifier, whatever the client (RFC 9700
+// §2.1.1), and a public client's code must have been issued with one.
+type CodeRedemption struct {
+	AppID        int64
+	PublicClient bool
+	RedirectURI  string
+	CodeVerifier string // "" when the request has none
+}
+
+// PKCEChallenge is the S256 code_challenge of a code_verifier (RFC 7636
+// §4.2): BASE64URL(SHA256(verifier)), unpadded. Only S256 is accepted.
+func PKCEChallenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // RefreshToken is what a vrt_ token resolves to. Every refresh token of a
 // code exchange shares the code's family (CodeID).
 type RefreshToken struct {
@@ -301,13 +320,14 @@ type OAuthService interface {
 	// within the grant's) and returns the code, stored as a hash.
 	// Errors: ENOTFOUND (grant revoked or absent), EINVALID.
 	CreateAuthCode(ctx context.Context, c *AuthCode) (code string, err error)
-	// ExchangeAuthCode redeems a code in one transaction: check (client,
-	// redirect URI, PKCE) runs first and its error is returned as is; then
-	// the code is marked used and an access token (and with offline a
-	// refresh token) issued. A code used before: every token issued from it
-	// is revoked, the replay audited, and ECONFLICT returned. Errors:
-	// ENOTFOUND (unknown), EUNAUTHORIZED (expired, grant revoked), ECONFLICT.
-	ExchangeAuthCode(ctx context.Context, code string, check func(*AuthCode) error, accessTTL time.Duration) (*IssuedTokens, error)
+	// ExchangeAuthCode redeems a code atomically: the code is marked used
+	// and an access token (and with offline a refresh token) issued, when
+	// the redemption matches it (see CodeRedemption). A code used before:
+	// every token issued from it is revoked, the replay audited, and
+	// ECONFLICT returned. A redemption that does not match changes nothing.
+	// Errors: ENOTFOUND (unknown), EUNAUTHORIZED (expired, grant revoked,
+	// another client or redirect URI, PKCE failed), ECONFLICT.
+	ExchangeAuthCode(ctx context.Context, code string, r CodeRedemption, accessTTL time.Duration) (*IssuedTokens, error)
 	// Refresh rotates a refresh token of the app appID (the authenticated
 	// client; another app's token answers EUNAUTHORIZED and stays as it
 	// was); scopes, when not empty, narrow the new access token. An already-used

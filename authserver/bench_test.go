@@ -61,7 +61,7 @@ func BenchmarkRefreshGrant(b *testing.B) {
 	newChain := func() string {
 		code, err := store.CreateAuthCode(ctx, &valet.AuthCode{GrantID: grant.ID, RedirectURI: redirectURI, Scopes: app.Scopes})
 		must(b, err)
-		issued, err := store.ExchangeAuthCode(ctx, code, nil, valet.DefaultAccessTTL)
+		issued, err := store.ExchangeAuthCode(ctx, code, valet.CodeRedemption{AppID: app.ID, RedirectURI: redirectURI}, valet.DefaultAccessTTL)
 		must(b, err)
 		return issued.RefreshToken
 	}

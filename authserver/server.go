@@ -466,34 +466,16 @@ func grantError(err error) error {
 
 // CodeExchange redeems a code. Unlike the library's, it requires the PKCE
 // verifier whenever the code was issued with a challenge (RFC 9700
-// §2.1.1), for confidential apps too.
+// §2.1.1), for confidential apps too: the store checks the client,
+// redirect URI and verifier (valet.CodeRedemption) with the redemption
+// itself, in one statement on PostgreSQL.
 func (s *Server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
 	c, ok := r.Client.(*client)
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
-	issued, err := s.store.ExchangeAuthCode(ctx, r.Data.Code, func(code *valet.AuthCode) error {
-		if code.AppID != c.app.ID {
-			return oidc.ErrInvalidGrant().WithDescription("the code was issued to another client")
-		}
-		if code.RedirectURI != r.Data.RedirectURI {
-			return oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request")
-		}
-		if code.CodeChallenge == "" {
-			if c.app.Public {
-				return oidc.ErrInvalidGrant().WithDescription("PKCE is required")
-			}
-			if r.Data.CodeVerifier != "" {
-				return oidc.ErrInvalidGrant().WithDescription("code_verifier without code_challenge")
-			}
-			return nil
-		}
-		if r.Data.CodeVerifier == "" {
-			return oidc.ErrInvalidGrant().WithDescription("code_verifier is required")
-		}
-		return op.AuthorizeCodeChallenge(r.Data.CodeVerifier, &oidc.CodeChallenge{
-			Challenge: code.CodeChallenge, Method: oidc.CodeChallengeMethod(code.CodeChallengeMethod)})
-	}, s.accessTTL)
+	issued, err := s.store.ExchangeAuthCode(ctx, r.Data.Code, valet.CodeRedemption{AppID: c.app.ID,
+		PublicClient: c.app.Public, RedirectURI: r.Data.RedirectURI, CodeVerifier: r.Data.CodeVerifier}, s.accessTTL)
 	if err != nil {
 		return nil, grantError(err)
 	}

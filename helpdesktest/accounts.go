@@ -32,9 +32,10 @@ func (h *Helpdesk) InstallOn(tb testing.TB, account *valet.Account, user *valet.
 	g, err := h.Store.Consent(ctx, account.ID, user.ID, app.ID, scopes)
 	must(tb, err)
 	code, err := h.Store.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0],
-		Scopes: scopes, AuthTime: time.Now()})
+		Scopes: scopes, AuthTime: time.Now(), CodeChallenge: valet.PKCEChallenge(installVerifier), CodeChallengeMethod: "S256"})
 	must(tb, err)
-	issued, err := h.Store.ExchangeAuthCode(ctx, code, nil, valet.DefaultAccessTTL)
+	issued, err := h.Store.ExchangeAuthCode(ctx, code, valet.CodeRedemption{AppID: app.ID, PublicClient: app.Public,
+		RedirectURI: app.RedirectURIs[0], CodeVerifier: installVerifier}, valet.DefaultAccessTTL)
 	must(tb, err)
 	return issued
 }

@@ -165,6 +165,9 @@ func (h *Helpdesk) RegisterApp(tb testing.TB, app *valet.App) string {
 	return secret
 }
 
+// installVerifier is the PKCE verifier of the codes Install redeems.
+const installVerifier = "install-verifier-0123456789-abcdefghijklmnopqrstuvwxyz"
+
 // Install grants app the scopes on the account as the owner, the way
 // consent would, and redeems a code for tokens (with offline, a refresh
 // token), without a browser.
@@ -174,9 +177,10 @@ func (h *Helpdesk) Install(tb testing.TB, app *valet.App, scopes ...valet.Scope)
 	g, err := h.Store.Consent(ctx, h.Account.ID, h.Owner.ID, app.ID, scopes)
 	must(tb, err)
 	code, err := h.Store.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0],
-		Scopes: scopes, AuthTime: time.Now()})
+		Scopes: scopes, AuthTime: time.Now(), CodeChallenge: valet.PKCEChallenge(installVerifier), CodeChallengeMethod: "S256"})
 	must(tb, err)
-	issued, err := h.Store.ExchangeAuthCode(ctx, code, nil, valet.DefaultAccessTTL)
+	issued, err := h.Store.ExchangeAuthCode(ctx, code, valet.CodeRedemption{AppID: app.ID, PublicClient: app.Public,
+		RedirectURI: app.RedirectURIs[0], CodeVerifier: installVerifier}, valet.DefaultAccessTTL)
 	must(tb, err)
 	return issued
 }

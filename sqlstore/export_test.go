@@ -58,3 +58,18 @@ func (s *Store) Rotate(ctx context.Context, token string, appID int64, accessTTL
 func (s *Store) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return s.w.QueryRowContext(ctx, query, args...)
 }
+
+// Redeem is ExchangeAuthCode's one-statement path alone (PostgreSQL).
+func (s *Store) Redeem(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	return s.redeem(ctx, code, r, accessTTL)
+}
+
+// ExchangeInTransaction is ExchangeAuthCode without its one-statement path.
+func (s *Store) ExchangeInTransaction(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	var out *valet.IssuedTokens
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) (err error) {
+		out, err = s.exchangeAuthCode(ctx, tx, code, r, accessTTL)
+		return err
+	})
+	return out, err
+}

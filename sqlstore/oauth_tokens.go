@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"time"
@@ -52,15 +53,21 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *valet.AuthCode) (string, 
 const msgInvalidGrant = "The authorization grant is invalid, expired or revoked."
 
 // ExchangeAuthCode implements valet.OAuthService.
-func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*valet.AuthCode) error, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.ExchangeAuthCode"
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
+	if s.d != sqliteDialect && (r.CodeVerifier != "" || !r.PublicClient) {
+		out, err := s.redeem(ctx, code, r, accessTTL)
+		if err != nil || out != nil {
+			return out, s.fail(op, err, "")
+		}
+	}
 	var out *valet.IssuedTokens
 	var pieceErr error
 	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, check, accessTTL)
+		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, r, accessTTL)
 		return pieceErr
 	})
 	if err != nil {
@@ -69,9 +76,67 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, check func(*v
 	return out, nil
 }
 
+// redeemStatement is a code exchange that matches in one statement, as
+// rotateStatement is a refresh: it marks the code used and issues the
+// tokens when the code is live, unused, its grant live, and it was issued
+// to the app, for the redirect URI, with the challenge of the verifier (or
+// none, with none). Anything else returns no row and changes nothing;
+// exchangeAuthCode then decides.
+const redeemStatement = `WITH c AS (
+		UPDATE auth_codes c SET used_at = $2
+		FROM grants g, accounts ac
+		WHERE c.code_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2
+			AND g.id = c.grant_id AND g.revoked_at IS NULL AND g.app_id = $3 AND ac.id = g.account_id
+			AND c.redirect_uri = $4 AND c.code_challenge = $5 AND c.challenge_method = $6
+		RETURNING c.id, c.grant_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time, ac.name
+	), access AS (
+		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id)
+		SELECT $7, grant_id, scopes, $2, $8, id FROM c
+	), refresh AS (
+		INSERT INTO refresh_tokens (token_hash, grant_id, code_id, scopes, nonce, auth_time, family_at,
+			created_at, expires_at)
+		SELECT $9, grant_id, id, scopes, nonce, auth_time, $2, $2, $10 FROM c
+		WHERE ' ' || scopes || ' ' LIKE '% offline %'
+	)
+	SELECT id, grant_id, account_id, user_id, scopes, nonce, auth_time, name FROM c`
+
+// redeem runs redeemStatement (PostgreSQL). It returns nil tokens and no
+// error when the code needs exchangeAuthCode's decisions.
+func (s *Store) redeem(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	now := s.now()
+	challenge, method := "", ""
+	if r.CodeVerifier != "" {
+		challenge, method = valet.PKCEChallenge(r.CodeVerifier), "S256"
+	}
+	refreshExpires := now.Add(min(s.refreshIdle, s.refreshAbsolute))
+	out := &valet.IssuedTokens{AppID: r.AppID, AccessTokenTTL: accessTTL,
+		AccessToken:   valet.NewSecret(valet.PrefixAccessToken),
+		AccessExpires: now.Add(accessTTL),
+		RefreshToken:  valet.NewSecret(valet.PrefixRefreshToken)}
+	var codeID int64
+	var scopes string
+	var authTime int64
+	err := s.w.QueryRowContext(ctx, redeemStatement,
+		valet.HashSecret(code), micros(now), r.AppID, r.RedirectURI, challenge, method,
+		valet.HashSecret(out.AccessToken), micros(out.AccessExpires),
+		valet.HashSecret(out.RefreshToken), micros(refreshExpires)).
+		Scan(&codeID, &out.GrantID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime, &out.AccountName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out.Scopes, out.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
+	if !out.Scopes.Has(valet.ScopeOffline) {
+		out.RefreshToken = "" // the statement stored none
+	}
+	return out, nil
+}
+
 // exchangeAuthCode is ExchangeAuthCode's transaction. A replayed code
 // answers keep(err): the revocation commits.
-func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, check func(*valet.AuthCode) error, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.ExchangeAuthCode"
 	c := &valet.AuthCode{}
 	var scopes, accountName string
@@ -98,10 +163,8 @@ func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, check
 	if !tx.now.Before(c.ExpiresDatetime) || grantRevoked.Valid {
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgInvalidGrant, nil)
 	}
-	if check != nil {
-		if err := check(c); err != nil {
-			return nil, err
-		}
+	if msg := redemptionProblem(c, r); msg != "" {
+		return nil, errorf(op, valet.EUNAUTHORIZED, msg, nil)
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, micros(tx.now), c.ID)
 	if err != nil {
@@ -122,6 +185,29 @@ func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, check
 		return nil, s.fail(op, err, "")
 	}
 	return out, nil
+}
+
+// redemptionProblem says why r may not redeem c, or "" when it may.
+func redemptionProblem(c *valet.AuthCode, r valet.CodeRedemption) string {
+	switch {
+	case c.AppID != r.AppID:
+		return "The code was issued to another client."
+	case c.RedirectURI != r.RedirectURI:
+		return "redirect_uri does not match the authorization request."
+	case c.CodeChallenge == "" && r.PublicClient:
+		return "PKCE is required: the authorization request had no code_challenge."
+	case c.CodeChallenge == "" && r.CodeVerifier != "":
+		return "code_verifier was sent for a code issued without code_challenge."
+	case c.CodeChallenge == "":
+		return ""
+	case r.CodeVerifier == "":
+		return "code_verifier is required."
+	case c.CodeChallengeMethod != "S256":
+		return "Only the S256 code_challenge_method is supported."
+	case subtle.ConstantTimeCompare([]byte(valet.PKCEChallenge(r.CodeVerifier)), []byte(c.CodeChallenge)) != 1:
+		return "code_verifier does not match the code_challenge."
+	}
+	return ""
 }
 
 // codeReplay revokes every token issued from a used code and audits the

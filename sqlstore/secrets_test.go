@@ -38,7 +38,7 @@ func TestTokensStoredHashed(t *testing.T) {
 	must(err)
 	code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0], Scopes: app.Scopes})
 	must(err)
-	issued, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	issued, err := s.ExchangeAuthCode(ctx, code, valet.CodeRedemption{AppID: app.ID, RedirectURI: app.RedirectURIs[0]}, time.Hour)
 	must(err)
 
 	for _, c := range []struct{ table, column, value string }{

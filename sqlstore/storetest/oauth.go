@@ -89,9 +89,18 @@ func consentCode(t *testing.T, f *fixture, s valet.OAuthStore, app *valet.App, s
 	g, err := s.Consent(ctx, f.account.ID, f.owner.ID, app.ID, set)
 	must(t, err)
 	code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0],
-		CodeChallenge: "challenge", CodeChallengeMethod: "S256", Nonce: "n-0S6", Scopes: set})
+		CodeChallenge: valet.PKCEChallenge(testVerifier), CodeChallengeMethod: "S256", Nonce: "n-0S6", Scopes: set})
 	must(t, err)
 	return g, code
+}
+
+// testVerifier is the PKCE verifier of consentCode's codes.
+const testVerifier = "dBjftJeZ4CVP-mJ92K9rnGhS-1vC_1DkY0bMv2jQz6A"
+
+// redeem is the redemption of consentCode's codes by app.
+func redeem(app *valet.App) valet.CodeRedemption {
+	return valet.CodeRedemption{AppID: app.ID, PublicClient: app.Public, RedirectURI: app.RedirectURIs[0],
+		CodeVerifier: testVerifier}
 }
 
 func wantAuth(t *testing.T, s valet.OAuthStore, token string, ok bool) *valet.Credential {
@@ -182,7 +191,7 @@ func testOAuthApps(t *testing.T, s valet.OAuthStore, _ *Clock) {
 
 	// Deleting an app takes its grants and tokens.
 	_, code := consentCode(t, f, s, conf, "openid tickets:read")
-	tokens, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	tokens, err := s.ExchangeAuthCode(ctx, code, redeem(conf), time.Hour)
 	must(t, err)
 	must(t, s.DeleteApp(ctx, conf.ID))
 	wantAuth(t, s, tokens.AccessToken, false)
@@ -280,23 +289,27 @@ func testOAuthCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	app, _ := newApp(t, s)
 	g, code := consentCode(t, f, s, app, "openid tickets:read")
 
-	// A failing check is returned as is and does not consume the code.
-	sentinel := valet.Errorf(valet.EFORBIDDEN, "check failed")
-	var seen *valet.AuthCode
-	_, err := s.ExchangeAuthCode(ctx, code, func(c *valet.AuthCode) error { seen = c; return sentinel }, time.Hour)
-	if err != sentinel {
-		t.Fatalf("check error = %v", err)
+	// A redemption that does not match is refused and does not consume
+	// the code.
+	other, _ := newApp(t, s, func(a *valet.App) { a.Name = "Other" })
+	for _, c := range []struct {
+		name string
+		mod  func(*valet.CodeRedemption)
+	}{
+		{"another client", func(r *valet.CodeRedemption) { r.AppID = other.ID }},
+		{"another redirect URI", func(r *valet.CodeRedemption) { r.RedirectURI = "https://hub.example/other" }},
+		{"no verifier", func(r *valet.CodeRedemption) { r.CodeVerifier = "" }},
+		{"wrong verifier", func(r *valet.CodeRedemption) { r.CodeVerifier = testVerifier + "x" }},
+	} {
+		r := redeem(app)
+		c.mod(&r)
+		_, err := s.ExchangeAuthCode(ctx, code, r, time.Hour)
+		if valet.ErrorCode(err) != valet.EUNAUTHORIZED {
+			t.Errorf("%s: %v, want EUNAUTHORIZED", c.name, err)
+		}
 	}
-	wantEqual(t, seen.RedirectURI, app.RedirectURIs[0])
-	wantEqual(t, seen.CodeChallenge, "challenge")
-	wantEqual(t, seen.CodeChallengeMethod, "S256")
-	wantEqual(t, seen.Nonce, "n-0S6")
-	wantEqual(t, seen.AppID, app.ID)
-	wantEqual(t, seen.AccountID, f.account.ID)
-	wantEqual(t, seen.UserID, f.owner.ID)
-	wantEqual(t, seen.Scopes.String(), "openid tickets:read")
 
-	tokens, err := s.ExchangeAuthCode(ctx, code, func(*valet.AuthCode) error { return nil }, time.Hour)
+	tokens, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	if !strings.HasPrefix(tokens.AccessToken, valet.PrefixAccessToken) || tokens.RefreshToken != "" {
 		t.Fatalf("tokens %+v: want an access token and no refresh token without offline", tokens)
@@ -311,20 +324,40 @@ func testOAuthCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	wantEqual(t, c.Scopes.String(), "openid tickets:read")
 
 	_, offline := consentCode(t, f, s, app, "offline tickets:read")
-	tokens, err = s.ExchangeAuthCode(ctx, offline, nil, time.Hour)
+	tokens, err = s.ExchangeAuthCode(ctx, offline, redeem(app), time.Hour)
 	must(t, err)
 	if !strings.HasPrefix(tokens.RefreshToken, valet.PrefixRefreshToken) {
 		t.Fatalf("offline: no refresh token in %+v", tokens)
 	}
 
-	_, err = s.ExchangeAuthCode(ctx, "unknown", nil, time.Hour)
+	// A code issued without PKCE: a confidential client redeems it without
+	// a verifier only, a public client not at all.
+	withoutPKCE := func(a *valet.App) string {
+		g, err := s.Consent(ctx, f.account.ID, f.owner.ID, a.ID, valet.ScopeSet{"tickets:read"})
+		must(t, err)
+		code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: a.RedirectURIs[0],
+			Scopes: valet.ScopeSet{"tickets:read"}})
+		must(t, err)
+		return code
+	}
+	plain := withoutPKCE(app)
+	_, err = s.ExchangeAuthCode(ctx, plain, redeem(app), time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	_, err = s.ExchangeAuthCode(ctx, plain, valet.CodeRedemption{AppID: app.ID, RedirectURI: app.RedirectURIs[0]}, time.Hour)
+	must(t, err)
+	public, _ := newApp(t, s, func(a *valet.App) { a.Name = "Public"; a.Public = true })
+	_, err = s.ExchangeAuthCode(ctx, withoutPKCE(public), valet.CodeRedemption{AppID: public.ID, PublicClient: true,
+		RedirectURI: public.RedirectURIs[0]}, time.Hour)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+
+	_, err = s.ExchangeAuthCode(ctx, "unknown", redeem(app), time.Hour)
 	wantCode(t, err, valet.ENOTFOUND)
 	// Scopes beyond the grant and codes of revoked grants are refused.
 	_, err = s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: "https://hub.example/cb", Scopes: valet.ScopeSet{"tickets:write"}})
 	wantField(t, err, "scopes")
 	_, later := consentCode(t, f, s, app, "openid")
 	must(t, s.RevokeGrant(ctx, f.account.ID, g.ID))
-	_, err = s.ExchangeAuthCode(ctx, later, nil, time.Hour)
+	_, err = s.ExchangeAuthCode(ctx, later, redeem(app), time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	_, err = s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: "https://hub.example/cb", Scopes: valet.ScopeSet{"openid"}})
 	wantCode(t, err, valet.ENOTFOUND)
@@ -334,16 +367,16 @@ func testOAuthCodeReplay(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
 	// Another family of the same grant survives the replay.
 	_, otherCode := consentCode(t, f, s, app, "tickets:read")
-	other, err := s.ExchangeAuthCode(ctx, otherCode, nil, time.Hour)
+	other, err := s.ExchangeAuthCode(ctx, otherCode, redeem(app), time.Hour)
 	must(t, err)
 
-	_, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	_, err = s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	wantCode(t, err, valet.ECONFLICT)
 	wantAuth(t, s, first.AccessToken, false)
 	wantAuth(t, s, second.AccessToken, false)
@@ -360,9 +393,9 @@ func testOAuthCodeExpiry(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	clock.Advance(valet.AuthCodeTTL - time.Second)
 	_, code2 := consentCode(t, f, s, app, "openid")
 	clock.Advance(2 * time.Second)
-	_, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	_, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
-	_, err = s.ExchangeAuthCode(ctx, code2, nil, time.Hour)
+	_, err = s.ExchangeAuthCode(ctx, code2, redeem(app), time.Hour)
 	must(t, err)
 }
 
@@ -370,7 +403,7 @@ func testOAuthRefreshRotation(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "openid offline tickets:read tickets:write")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 
 	// Another app presenting the token is refused, and the token is not
@@ -404,7 +437,7 @@ func testOAuthRefreshReuse(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	g, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
@@ -430,7 +463,7 @@ func testOAuthRefreshReuseWiderScope(t *testing.T, s valet.OAuthStore, _ *Clock)
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	wider := valet.ScopeSet{valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeTicketsWrite}
 	// Unused, a wider scope is refused and changes nothing.
@@ -450,7 +483,7 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s, func(a *valet.App) { a.RefreshLeeway = 10 })
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	second, err := s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
@@ -471,7 +504,7 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 
 	// After the leeway, reuse revokes.
 	_, code = consentCode(t, f, s, app, "offline tickets:read")
-	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err = s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
 	must(t, err)
@@ -482,7 +515,7 @@ func testOAuthRefreshLeeway(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	// Without leeway (the default), an immediate retry revokes.
 	strict, _ := newApp(t, s)
 	_, code = consentCode(t, f, s, strict, "offline tickets:read")
-	first, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err = s.ExchangeAuthCode(ctx, code, redeem(strict), time.Hour)
 	must(t, err)
 	_, err = s.Refresh(ctx, first.RefreshToken, strict.ID, nil, time.Hour)
 	must(t, err)
@@ -505,7 +538,7 @@ func refreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock, idle, abso
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	tokens, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	tokens, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	// Idle: unused for longer than the idle lifetime.
 	clock.Advance(idle - time.Second)
@@ -517,7 +550,7 @@ func refreshLifetimes(t *testing.T, s valet.OAuthStore, clock *Clock, idle, abso
 
 	// Absolute: from the code exchange on, however often refreshed.
 	_, code = consentCode(t, f, s, app, "offline tickets:read")
-	tokens, err = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	tokens, err = s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	step := idle * 3 / 4
 	var elapsed time.Duration
@@ -540,10 +573,10 @@ func testOAuthRevokeToken(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	app, _ := newApp(t, s)
 	other, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	_, code = consentCode(t, f, s, app, "offline tickets:read")
-	second, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	second, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 
 	// Another app cannot revoke the app's tokens; unknown tokens are fine.
@@ -642,7 +675,7 @@ func testOAuthPurge(t *testing.T, s valet.OAuthStore, clock *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	old, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	old, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	n, err := s.PurgeOAuth(ctx, 10)
 	must(t, err)
@@ -650,7 +683,7 @@ func testOAuthPurge(t *testing.T, s valet.OAuthStore, clock *Clock) {
 
 	clock.Advance(2 * time.Hour) // the access token expired
 	_, fresh := consentCode(t, f, s, app, "tickets:read")
-	live, err := s.ExchangeAuthCode(ctx, fresh, nil, time.Hour)
+	live, err := s.ExchangeAuthCode(ctx, fresh, redeem(app), time.Hour)
 	must(t, err)
 	n, err = s.PurgeOAuth(ctx, 10)
 	must(t, err)
@@ -689,7 +722,7 @@ func testOAuthConcurrentCodeExchange(t *testing.T, s valet.OAuthStore, _ *Clock)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+			results[i], errs[i] = s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 		}()
 	}
 	wg.Wait()
@@ -716,7 +749,7 @@ func testOAuthConcurrentRefresh(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	f := newFixture(t, s, "acme")
 	app, _ := newApp(t, s)
 	_, code := consentCode(t, f, s, app, "offline tickets:read")
-	first, err := s.ExchangeAuthCode(ctx, code, nil, time.Hour)
+	first, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 	const n = 6
 	var wg sync.WaitGroup

@@ -1,0 +1,225 @@
+package sqlstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/valethq/valet"
+	"github.com/valethq/valet/sqlstore/sqltest"
+)
+
+// TestPostgresRotate: on PostgreSQL a plain refresh grant takes the
+// one-statement path, and what it stores is what the transaction would
+// have stored; anything needing a decision is left to the transaction
+// untouched.
+func TestPostgresRotate(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.Postgres(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	account := &valet.Account{Name: "acme", DisplayName: "Acme"}
+	user := &valet.User{Email: "o@acme.test", Name: "O"}
+	app := &valet.App{Name: "App", RedirectURIs: []string{"https://app.example/cb"},
+		Scopes: valet.ScopeSet{"openid", "offline", "tickets:read"}}
+	other := &valet.App{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: app.Scopes}
+	must(s.CreateAccount(ctx, account))
+	must(s.CreateUser(ctx, user))
+	must(s.AddMember(ctx, account.ID, user.ID, valet.RoleOwner))
+	_, err := s.RegisterApp(ctx, app)
+	must(err)
+	_, err = s.RegisterApp(ctx, other)
+	must(err)
+	g, err := s.Consent(ctx, account.ID, user.ID, app.ID, app.Scopes)
+	must(err)
+	chain := func() *valet.IssuedTokens {
+		code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0],
+			Scopes: app.Scopes, Nonce: "n-1"})
+		must(err)
+		issued, err := s.ExchangeAuthCode(ctx, code, valet.CodeRedemption{AppID: app.ID, RedirectURI: app.RedirectURIs[0]}, time.Hour)
+		must(err)
+		return issued
+	}
+
+	// Another app's token, an unknown one: no decision here, nothing used.
+	first := chain()
+	for _, appID := range []int64{other.ID, app.ID} {
+		token := first.RefreshToken
+		if appID == app.ID {
+			token = "vrt_unknown"
+		}
+		got, err := s.Rotate(ctx, token, appID, time.Hour)
+		if got != nil || err != nil {
+			t.Fatalf("Rotate(app %d) = %+v, %v; want it left to the transaction", appID, got, err)
+		}
+	}
+
+	quick, err := s.Rotate(ctx, first.RefreshToken, app.ID, time.Hour)
+	must(err)
+	if quick == nil {
+		t.Fatal("a plain refresh did not take the one-statement path")
+	}
+	// The transaction's answer for another chain of the same grant (asking
+	// for every scope keeps it off the quick path).
+	slow, err := s.Refresh(ctx, chain().RefreshToken, app.ID, app.Scopes, time.Hour)
+	must(err)
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"grant", quick.GrantID, slow.GrantID},
+		{"account", quick.AccountID, slow.AccountID},
+		{"account name", quick.AccountName, slow.AccountName},
+		{"user", quick.UserID, slow.UserID},
+		{"app", quick.AppID, slow.AppID},
+		{"scopes", quick.Scopes.String(), slow.Scopes.String()},
+		{"nonce", quick.Nonce, slow.Nonce},
+		{"access TTL", quick.AccessTokenTTL, slow.AccessTokenTTL},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: one statement %v, transaction %v", c.name, c.got, c.want)
+		}
+	}
+	// The rows: parent links, lifetimes and scopes as the transaction
+	// writes them.
+	row := func(issued *valet.IssuedTokens) (r [6]int64, scopes [2]string) {
+		must(s.QueryRow(ctx, `SELECT a.expires_at - a.created_at, a.refresh_id - p.id, a.code_id - p.code_id,
+			r.parent_id - p.id, r.expires_at - r.created_at, r.family_at - p.family_at, a.scopes, r.scopes
+			FROM access_tokens a, refresh_tokens r, refresh_tokens p
+			WHERE a.token_hash = $1 AND r.token_hash = $2 AND p.id = r.parent_id`,
+			valet.HashSecret(issued.AccessToken), valet.HashSecret(issued.RefreshToken)).
+			Scan(&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &scopes[0], &scopes[1]))
+		return r, scopes
+	}
+	qr, qs := row(quick)
+	sr, ss := row(slow)
+	if qr != sr || qs != ss {
+		t.Errorf("rows: one statement %v %v, transaction %v %v", qr, qs, sr, ss)
+	}
+	if qr[1] != 0 || qr[3] != 0 || qr[0] != time.Hour.Microseconds() {
+		t.Errorf("rows of the one-statement path: %v", qr)
+	}
+	// The new tokens work; the used one is reuse.
+	if _, err := s.Authenticate(ctx, quick.AccessToken); err != nil {
+		t.Fatalf("access token of the quick path: %v", err)
+	}
+	if got, err := s.Rotate(ctx, first.RefreshToken, app.ID, time.Hour); got != nil || err != nil {
+		t.Fatalf("a used token took the quick path: %+v, %v", got, err)
+	}
+	_, err = s.Refresh(ctx, first.RefreshToken, app.ID, nil, time.Hour)
+	if valet.ErrorCode(err) != valet.ECONFLICT {
+		t.Fatalf("reuse after the quick path: %v", err)
+	}
+}
+
+// TestPostgresRedeem: on PostgreSQL a matching code exchange takes the
+// one-statement path and stores what the transaction would have; a
+// redemption that does not match is left to the transaction untouched.
+func TestPostgresRedeem(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.Postgres(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	account := &valet.Account{Name: "acme", DisplayName: "Acme"}
+	user := &valet.User{Email: "o@acme.test", Name: "O"}
+	app := &valet.App{Name: "App", RedirectURIs: []string{"https://app.example/cb"},
+		Scopes: valet.ScopeSet{"openid", "offline", "tickets:read"}}
+	must(s.CreateAccount(ctx, account))
+	must(s.CreateUser(ctx, user))
+	must(s.AddMember(ctx, account.ID, user.ID, valet.RoleOwner))
+	_, err := s.RegisterApp(ctx, app)
+	must(err)
+	const verifier = "a-verifier-of-forty-three-characters-or-more-0123"
+	code := func(scopes valet.ScopeSet) string {
+		g, err := s.Consent(ctx, account.ID, user.ID, app.ID, scopes)
+		must(err)
+		c, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0], Scopes: scopes,
+			Nonce: "n-1", CodeChallenge: valet.PKCEChallenge(verifier), CodeChallengeMethod: "S256"})
+		must(err)
+		return c
+	}
+	good := valet.CodeRedemption{AppID: app.ID, RedirectURI: app.RedirectURIs[0], CodeVerifier: verifier}
+
+	first := code(app.Scopes)
+	for _, bad := range []valet.CodeRedemption{
+		{AppID: app.ID + 1, RedirectURI: good.RedirectURI, CodeVerifier: verifier},
+		{AppID: app.ID, RedirectURI: good.RedirectURI + "/x", CodeVerifier: verifier},
+		{AppID: app.ID, RedirectURI: good.RedirectURI, CodeVerifier: verifier + "x"},
+		{AppID: app.ID, RedirectURI: good.RedirectURI},
+	} {
+		if got, err := s.Redeem(ctx, first, bad, time.Hour); got != nil || err != nil {
+			t.Fatalf("Redeem(%+v) = %+v, %v; want it left to the transaction", bad, got, err)
+		}
+	}
+	quick, err := s.Redeem(ctx, first, good, time.Hour)
+	must(err)
+	if quick == nil || quick.RefreshToken == "" {
+		t.Fatalf("a matching exchange did not take the one-statement path: %+v", quick)
+	}
+	slow, err := s.ExchangeInTransaction(ctx, code(app.Scopes), good, time.Hour)
+	must(err)
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"grant", quick.GrantID, slow.GrantID},
+		{"account", quick.AccountID, slow.AccountID},
+		{"account name", quick.AccountName, slow.AccountName},
+		{"user", quick.UserID, slow.UserID},
+		{"app", quick.AppID, slow.AppID},
+		{"scopes", quick.Scopes.String(), slow.Scopes.String()},
+		{"nonce", quick.Nonce, slow.Nonce},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: one statement %v, transaction %v", c.name, c.got, c.want)
+		}
+	}
+	row := func(issued *valet.IssuedTokens) (r [6]int64, refreshID, parentID any, scopes [2]string) {
+		must(s.QueryRow(ctx, `SELECT a.expires_at - a.created_at, r.expires_at - r.created_at, a.code_id - r.code_id,
+			r.family_at - r.created_at, a.created_at - c.used_at, r.auth_time - c.auth_time, a.refresh_id, r.parent_id,
+			a.scopes, r.scopes
+			FROM access_tokens a, refresh_tokens r, auth_codes c
+			WHERE a.token_hash = $1 AND r.token_hash = $2 AND c.id = a.code_id`,
+			valet.HashSecret(issued.AccessToken), valet.HashSecret(issued.RefreshToken)).
+			Scan(&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &refreshID, &parentID, &scopes[0], &scopes[1]))
+		return
+	}
+	qr, qa, qp, qs := row(quick)
+	sr, sa, sp, ss := row(slow)
+	if qr != sr || qa != sa || qp != sp || qs != ss {
+		t.Errorf("rows: one statement %v %v %v %v, transaction %v %v %v %v", qr, qa, qp, qs, sr, sa, sp, ss)
+	}
+	if qr[0] != time.Hour.Microseconds() || qa != nil || qp != nil {
+		t.Errorf("rows of the one-statement path: %v %v %v", qr, qa, qp)
+	}
+	// Without offline, no refresh token.
+	online, err := s.Redeem(ctx, code(valet.ScopeSet{"tickets:read"}), good, time.Hour)
+	must(err)
+	if online == nil || online.RefreshToken != "" {
+		t.Fatalf("without offline: %+v", online)
+	}
+	var n int
+	must(s.QueryRow(ctx, `SELECT COUNT(*) FROM refresh_tokens`).Scan(&n))
+	if n != 2 {
+		t.Errorf("%d refresh tokens stored, want 2", n)
+	}
+	// The used code is a replay, which revokes what it issued.
+	if got, err := s.Redeem(ctx, first, good, time.Hour); got != nil || err != nil {
+		t.Fatalf("a used code took the quick path: %+v, %v", got, err)
+	}
+	_, err = s.ExchangeAuthCode(ctx, first, good, time.Hour)
+	if valet.ErrorCode(err) != valet.ECONFLICT {
+		t.Fatalf("replay after the quick path: %v", err)
+	}
+	if _, err := s.Authenticate(ctx, quick.AccessToken); valet.ErrorCode(err) != valet.EUNAUTHORIZED {
+		t.Fatalf("access token of a replayed code: %v", err)
+	}
+}
