@@ -247,6 +247,7 @@ type IssuedTokens struct {
 	Nonce          string
 	AuthTime       time.Time
 	AccessTokenTTL time.Duration
+	IDTokenAlg     string // the app's; set by ExchangeAsClient and RefreshAsClient
 }
 
 // SigningKey is an ID token signing key. Sealed is the private key (PKCS #8
@@ -337,6 +338,17 @@ type OAuthService interface {
 	// ENOTFOUND, EUNAUTHORIZED (expired, revoked), EINVALID (wider scopes),
 	// ECONFLICT (reuse).
 	Refresh(ctx context.Context, token string, appID int64, scopes ScopeSet, accessTTL time.Duration) (*IssuedTokens, error)
+	// ExchangeAsClient is ExchangeAuthCode for a confidential client the
+	// server has not authenticated yet (r.AppID is not used), in one step
+	// where the store has one: the client's secret is checked with the
+	// code, and a code that matches everything redeemed. Whenever anything
+	// else holds, and on stores without such a step, it returns nil tokens
+	// and no error, having changed nothing: the caller then authenticates
+	// the client and calls ExchangeAuthCode, which decides.
+	ExchangeAsClient(ctx context.Context, code, clientID, secret string, r CodeRedemption, accessTTL time.Duration) (*IssuedTokens, error)
+	// RefreshAsClient is Refresh the same way, for a token rotated with its
+	// scopes unchanged.
+	RefreshAsClient(ctx context.Context, token, clientID, secret string, accessTTL time.Duration) (*IssuedTokens, error)
 	// RevokeOAuthToken revokes a vat_ access token or a vrt_ refresh token
 	// (with its family) of the app, as RFC 7009 asks: unknown tokens are
 	// not an error.

@@ -348,6 +348,19 @@ func TestDiscovery(t *testing.T) {
 
 func TestHappyPath(t *testing.T) { happyPath(t, newEnv(t)) }
 
+// onEveryStore runs test on SQLite and, with VALET_TEST_POSTGRES, on
+// PostgreSQL, where the token endpoint takes other paths: one-statement
+// exchanges and refreshes that check the client's secret themselves.
+func onEveryStore(t *testing.T, test func(t *testing.T, e *env)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, newEnv(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		if os.Getenv(sqltest.PostgresEnv) == "" {
+			t.Skip(sqltest.PostgresEnv + " is not set")
+		}
+		test(t, newEnvOn(t, true))
+	})
+}
+
 // TestPostgresFlow runs the whole flow on PostgreSQL.
 func TestPostgresFlow(t *testing.T) {
 	if os.Getenv(sqltest.PostgresEnv) == "" {
@@ -461,41 +474,44 @@ func TestRememberedConsent(t *testing.T) {
 }
 
 func TestExpiredCode(t *testing.T) {
-	e := newEnv(t)
-	code, verifier, _ := e.code(e.browser(), "tickets:read")
-	e.clock.Advance(valet.AuthCodeTTL + time.Second)
-	status, out := e.exchange(code, verifier)
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	onEveryStore(t, func(t *testing.T, e *env) {
+		code, verifier, _ := e.code(e.browser(), "tickets:read")
+		e.clock.Advance(valet.AuthCodeTTL + time.Second)
+		status, out := e.exchange(code, verifier)
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	})
 }
 
 func TestCrossAccount(t *testing.T) {
-	e := newEnv(t)
-	other := &valet.Account{Name: "globex", DisplayName: "Globex"}
-	must(t, e.store.CreateAccount(ctx, other))
-	tk := &valet.Customer{AccountID: other.ID, Email: "c@globex.test", Name: "C"}
-	must(t, e.store.CreateCustomer(ctx, tk))
-	code, verifier, _ := e.code(e.browser(), "customers:read")
-	_, out := e.exchange(code, verifier)
-	access, _ := out["access_token"].(string)
-	wantStatus(t, "own account", e.api(access, "/api/customers"), http.StatusOK)
-	wantStatus(t, "other account's customer", e.api(access, "/api/customers/"+strconv.FormatInt(tk.ID, 10)), http.StatusNotFound)
+	onEveryStore(t, func(t *testing.T, e *env) {
+		other := &valet.Account{Name: "globex", DisplayName: "Globex"}
+		must(t, e.store.CreateAccount(ctx, other))
+		tk := &valet.Customer{AccountID: other.ID, Email: "c@globex.test", Name: "C"}
+		must(t, e.store.CreateCustomer(ctx, tk))
+		code, verifier, _ := e.code(e.browser(), "customers:read")
+		_, out := e.exchange(code, verifier)
+		access, _ := out["access_token"].(string)
+		wantStatus(t, "own account", e.api(access, "/api/customers"), http.StatusOK)
+		wantStatus(t, "other account's customer", e.api(access, "/api/customers/"+strconv.FormatInt(tk.ID, 10)), http.StatusNotFound)
+	})
 }
 
 func TestCodeReplay(t *testing.T) {
-	e := newEnv(t)
-	code, verifier, _ := e.code(e.browser(), "offline", "tickets:read")
-	status, out := e.exchange(code, verifier)
-	wantStatus(t, "exchange", status, http.StatusOK)
-	access, _ := out["access_token"].(string)
-	refresh, _ := out["refresh_token"].(string)
-	if out["id_token"] != nil {
-		t.Fatalf("an ID token without openid: %v", out)
-	}
-	status, out = e.exchange(code, verifier)
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
-	wantStatus(t, "replayed code's token", e.api(access, "/api/tickets"), http.StatusUnauthorized)
-	status, out = e.refresh(refresh, "")
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	onEveryStore(t, func(t *testing.T, e *env) {
+		code, verifier, _ := e.code(e.browser(), "offline", "tickets:read")
+		status, out := e.exchange(code, verifier)
+		wantStatus(t, "exchange", status, http.StatusOK)
+		access, _ := out["access_token"].(string)
+		refresh, _ := out["refresh_token"].(string)
+		if out["id_token"] != nil {
+			t.Fatalf("an ID token without openid: %v", out)
+		}
+		status, out = e.exchange(code, verifier)
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+		wantStatus(t, "replayed code's token", e.api(access, "/api/tickets"), http.StatusUnauthorized)
+		status, out = e.refresh(refresh, "")
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	})
 }
 
 // Replaying the approved request's callback URL re-sends the one code
@@ -522,30 +538,31 @@ func TestCallbackReplay(t *testing.T) {
 }
 
 func TestPKCE(t *testing.T) {
-	e := newEnv(t)
-	b := e.browser()
-	code, verifier, _ := e.code(b, "tickets:read")
-	// Downgrade: a confidential client omitting the verifier of a code
-	// issued with a challenge.
-	status, out := e.exchange(code, "")
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
-	status, out = e.exchange(code, oauth2.GenerateVerifier())
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
-	status, _ = e.exchange(code, verifier)
-	wantStatus(t, "right verifier", status, http.StatusOK)
+	onEveryStore(t, func(t *testing.T, e *env) {
+		b := e.browser()
+		code, verifier, _ := e.code(b, "tickets:read")
+		// Downgrade: a confidential client omitting the verifier of a code
+		// issued with a challenge.
+		status, out := e.exchange(code, "")
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+		status, out = e.exchange(code, oauth2.GenerateVerifier())
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+		status, _ = e.exchange(code, verifier)
+		wantStatus(t, "right verifier", status, http.StatusOK)
 
-	// A public app must send a challenge, and plain is refused.
-	pub := &oauth2.Config{ClientID: e.public.ClientID, RedirectURL: e.public.RedirectURIs[0], Scopes: []string{"tickets:read"},
-		Endpoint: oauth2.Endpoint{AuthURL: e.issuer + "/oauth/authorize"}}
-	q := appRedirect(t, b.authorize(pub.AuthCodeURL("s"), "allow"))
-	if q.Get("error") != "invalid_request" || q.Get("iss") != e.issuer || q.Get("state") != "s" {
-		t.Fatalf("public app without PKCE: %v", q)
-	}
-	q = appRedirect(t, b.authorize(pub.AuthCodeURL("s", oauth2.SetAuthURLParam("code_challenge", "abcdefghijabcdefghijabcdefghijabcdefghij123"),
-		oauth2.SetAuthURLParam("code_challenge_method", "plain")), "allow"))
-	if q.Get("error") == "" || q.Get("code") != "" {
-		t.Fatalf("plain accepted: %v", q)
-	}
+		// A public app must send a challenge, and plain is refused.
+		pub := &oauth2.Config{ClientID: e.public.ClientID, RedirectURL: e.public.RedirectURIs[0], Scopes: []string{"tickets:read"},
+			Endpoint: oauth2.Endpoint{AuthURL: e.issuer + "/oauth/authorize"}}
+		q := appRedirect(t, b.authorize(pub.AuthCodeURL("s"), "allow"))
+		if q.Get("error") != "invalid_request" || q.Get("iss") != e.issuer || q.Get("state") != "s" {
+			t.Fatalf("public app without PKCE: %v", q)
+		}
+		q = appRedirect(t, b.authorize(pub.AuthCodeURL("s", oauth2.SetAuthURLParam("code_challenge", "abcdefghijabcdefghijabcdefghijabcdefghij123"),
+			oauth2.SetAuthURLParam("code_challenge_method", "plain")), "allow"))
+		if q.Get("error") == "" || q.Get("code") != "" {
+			t.Fatalf("plain accepted: %v", q)
+		}
+	})
 }
 
 func TestAuthorizeErrors(t *testing.T) {
@@ -590,30 +607,31 @@ func TestAuthorizeErrors(t *testing.T) {
 }
 
 func TestClientAuth(t *testing.T) {
-	e := newEnv(t)
-	code, verifier, _ := e.code(e.browser(), "tickets:read")
-	good := e.secret
-	e.secret = "vcs_wrong"
-	status, out := e.exchange(code, verifier)
-	wantOAuthError(t, status, out, http.StatusUnauthorized, "invalid_client")
-	entries, err := e.store.ListAudit(ctx, 0, 1)
-	must(t, err)
-	if len(entries) == 0 || entries[0].Action != valet.AuditClientAuthFailed {
-		t.Fatalf("audit %+v", entries)
-	}
-	// client_secret_post works too, and the answer is not cached.
-	e.secret = good
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
-		"code_verifier": {verifier}, "client_id": {e.app.ClientID}, "client_secret": {good}}
-	resp, err := http.PostForm(e.issuer+"/oauth/token", form)
-	must(t, err)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("client_secret_post: %d %v", resp.StatusCode, resp.Header)
-	}
-	if resp.Header.Get("Access-Control-Allow-Credentials") != "" {
-		t.Fatal("CORS allows credentials")
-	}
+	onEveryStore(t, func(t *testing.T, e *env) {
+		code, verifier, _ := e.code(e.browser(), "tickets:read")
+		good := e.secret
+		e.secret = "vcs_wrong"
+		status, out := e.exchange(code, verifier)
+		wantOAuthError(t, status, out, http.StatusUnauthorized, "invalid_client")
+		entries, err := e.store.ListAudit(ctx, 0, 1)
+		must(t, err)
+		if len(entries) == 0 || entries[0].Action != valet.AuditClientAuthFailed {
+			t.Fatalf("audit %+v", entries)
+		}
+		// client_secret_post works too, and the answer is not cached.
+		e.secret = good
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+			"code_verifier": {verifier}, "client_id": {e.app.ClientID}, "client_secret": {good}}
+		resp, err := http.PostForm(e.issuer+"/oauth/token", form)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("client_secret_post: %d %v", resp.StatusCode, resp.Header)
+		}
+		if resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Fatal("CORS allows credentials")
+		}
+	})
 }
 
 func TestRevocationEndpoint(t *testing.T) {
@@ -706,46 +724,48 @@ func TestConsentPageSecurity(t *testing.T) {
 // and with the redirect URI of its request; a refused attempt leaves it
 // usable by its rightful client.
 func TestCodeBinding(t *testing.T) {
-	e := newEnv(t)
-	other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"tickets:read"}}
-	otherSecret, err := e.store.RegisterApp(ctx, other)
-	must(t, err)
-	code, verifier, _ := e.code(e.browser(), "tickets:read")
+	onEveryStore(t, func(t *testing.T, e *env) {
+		other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"tickets:read"}}
+		otherSecret, err := e.store.RegisterApp(ctx, other)
+		must(t, err)
+		code, verifier, _ := e.code(e.browser(), "tickets:read")
 
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
-		"code_verifier": {verifier}, "client_id": {other.ClientID}, "client_secret": {otherSecret}}
-	resp, err := http.PostForm(e.issuer+"/oauth/token", form)
-	must(t, err)
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+			"code_verifier": {verifier}, "client_id": {other.ClientID}, "client_secret": {otherSecret}}
+		resp, err := http.PostForm(e.issuer+"/oauth/token", form)
+		must(t, err)
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
 
-	status, out, _ := e.tokenPost(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {"https://app.example/other"}, "code_verifier": {verifier}})
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+		status, out, _ := e.tokenPost(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {"https://app.example/other"}, "code_verifier": {verifier}})
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
 
-	status, out = e.exchange(code, verifier)
-	wantStatus(t, "the rightful exchange", status, http.StatusOK)
+		status, out = e.exchange(code, verifier)
+		wantStatus(t, "the rightful exchange", status, http.StatusOK)
+	})
 }
 
 // TestRefreshBinding: a refresh token is redeemed only by its own client.
 func TestRefreshBinding(t *testing.T) {
-	e := newEnv(t)
-	other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"offline", "tickets:read"}}
-	otherSecret, err := e.store.RegisterApp(ctx, other)
-	must(t, err)
-	code, verifier, _ := e.code(e.browser(), "offline", "tickets:read")
-	_, out := e.exchange(code, verifier)
-	refresh, _ := out["refresh_token"].(string)
-	resp, err := http.PostForm(e.issuer+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
-		"client_id": {other.ClientID}, "client_secret": {otherSecret}})
-	must(t, err)
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
-	status, out := e.refresh(refresh, "")
-	wantStatus(t, "the rightful refresh", status, http.StatusOK)
+	onEveryStore(t, func(t *testing.T, e *env) {
+		other := &valet.App{Name: "Other", RedirectURIs: []string{redirectURI}, Scopes: valet.ScopeSet{"offline", "tickets:read"}}
+		otherSecret, err := e.store.RegisterApp(ctx, other)
+		must(t, err)
+		code, verifier, _ := e.code(e.browser(), "offline", "tickets:read")
+		_, out := e.exchange(code, verifier)
+		refresh, _ := out["refresh_token"].(string)
+		resp, err := http.PostForm(e.issuer+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
+			"client_id": {other.ClientID}, "client_secret": {otherSecret}})
+		must(t, err)
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		wantOAuthError(t, resp.StatusCode, out, http.StatusBadRequest, "invalid_grant")
+		status, out := e.refresh(refresh, "")
+		wantStatus(t, "the rightful refresh", status, http.StatusOK)
+	})
 }
 
 // TestCORS: browsers may call the token endpoint from any origin, without
@@ -1128,16 +1148,17 @@ func TestPartnerPortal(t *testing.T) {
 // TestConfidentialWithoutPKCE: PKCE is accepted, not required, for a
 // confidential app (the demo's curl walk-through relies on it).
 func TestConfidentialWithoutPKCE(t *testing.T) {
-	e := newEnv(t)
-	q := appRedirect(t, e.browser().authorize(e.oauth2("tickets:read").AuthCodeURL("s"), "allow"))
-	status, out := e.exchange(q.Get("code"), "")
-	wantStatus(t, "exchange", status, http.StatusOK)
-	access, _ := out["access_token"].(string)
-	wantStatus(t, "api", e.api(access, "/api/tickets"), http.StatusOK)
-	// A verifier for a code issued without a challenge is refused.
-	q = appRedirect(t, e.browser().authorize(e.oauth2("tickets:read").AuthCodeURL("s"), "allow"))
-	status, out = e.exchange(q.Get("code"), oauth2.GenerateVerifier())
-	wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	onEveryStore(t, func(t *testing.T, e *env) {
+		q := appRedirect(t, e.browser().authorize(e.oauth2("tickets:read").AuthCodeURL("s"), "allow"))
+		status, out := e.exchange(q.Get("code"), "")
+		wantStatus(t, "exchange", status, http.StatusOK)
+		access, _ := out["access_token"].(string)
+		wantStatus(t, "api", e.api(access, "/api/tickets"), http.StatusOK)
+		// A verifier for a code issued without a challenge is refused.
+		q = appRedirect(t, e.browser().authorize(e.oauth2("tickets:read").AuthCodeURL("s"), "allow"))
+		status, out = e.exchange(q.Get("code"), oauth2.GenerateVerifier())
+		wantOAuthError(t, status, out, http.StatusBadRequest, "invalid_grant")
+	})
 }
 
 func TestJanitor(t *testing.T) {
@@ -1168,28 +1189,29 @@ func TestJanitor(t *testing.T) {
 func TestIDTokenAlgorithms(t *testing.T) {
 	for _, alg := range []string{valet.AlgES256, valet.AlgEdDSA} {
 		t.Run(alg, func(t *testing.T) {
-			e := newEnv(t)
-			e.app.IDTokenAlg = alg
-			must(t, e.store.UpdateApp(ctx, e.app))
-			code, verifier, nonce := e.code(e.browser(), "openid", "offline")
-			_, out := e.exchange(code, verifier)
-			raw, _ := out["id_token"].(string)
-			provider, err := oidc.NewProvider(ctx, e.issuer)
-			must(t, err)
-			v := provider.Verifier(&oidc.Config{ClientID: e.app.ClientID, SupportedSigningAlgs: []string{alg}})
-			idt, err := v.Verify(ctx, raw)
-			must(t, err)
-			access, _ := out["access_token"].(string)
-			if idt.Nonce != nonce || idt.VerifyAccessToken(access) != nil {
-				t.Fatalf("nonce %q, at_hash check %v", idt.Nonce, idt.VerifyAccessToken(access))
-			}
-			refresh, _ := out["refresh_token"].(string)
-			status, out := e.refresh(refresh, "openid offline")
-			wantStatus(t, "refresh", status, http.StatusOK)
-			raw, _ = out["id_token"].(string)
-			if _, err := v.Verify(ctx, raw); err != nil {
-				t.Fatalf("refresh asking for openid: %v (%v)", err, out)
-			}
+			onEveryStore(t, func(t *testing.T, e *env) {
+				e.app.IDTokenAlg = alg
+				must(t, e.store.UpdateApp(ctx, e.app))
+				code, verifier, nonce := e.code(e.browser(), "openid", "offline")
+				_, out := e.exchange(code, verifier)
+				raw, _ := out["id_token"].(string)
+				provider, err := oidc.NewProvider(ctx, e.issuer)
+				must(t, err)
+				v := provider.Verifier(&oidc.Config{ClientID: e.app.ClientID, SupportedSigningAlgs: []string{alg}})
+				idt, err := v.Verify(ctx, raw)
+				must(t, err)
+				access, _ := out["access_token"].(string)
+				if idt.Nonce != nonce || idt.VerifyAccessToken(access) != nil {
+					t.Fatalf("nonce %q, at_hash check %v", idt.Nonce, idt.VerifyAccessToken(access))
+				}
+				refresh, _ := out["refresh_token"].(string)
+				status, out := e.refresh(refresh, "openid offline")
+				wantStatus(t, "refresh", status, http.StatusOK)
+				raw, _ = out["id_token"].(string)
+				if _, err := v.Verify(ctx, raw); err != nil {
+					t.Fatalf("refresh asking for openid: %v (%v)", err, out)
+				}
+			})
 		})
 	}
 }

@@ -464,6 +464,46 @@ func grantError(err error) error {
 	return oidc.ErrServerError().WithParent(err)
 }
 
+// VerifyClient leaves checking a confidential client's secret on a code
+// exchange or a refresh that keeps its scopes to the store, which checks
+// it with the code or token in the same statement where it can
+// (valet.OAuthService.ExchangeAsClient): on PostgreSQL that saves the
+// request a round trip. Anything else, and whatever the store leaves
+// undecided, is authenticated by the library's VerifyClient, with its
+// invalid_client answer and our audit of the failure.
+func (s *Server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
+	grantType := oidc.GrantType(r.Form.Get("grant_type"))
+	if (grantType == oidc.GrantTypeCode || grantType == oidc.GrantTypeRefreshToken && r.Form.Get("scope") == "") &&
+		r.Data.ClientID != "" && r.Data.ClientSecret != "" &&
+		r.Data.ClientAssertion == "" && r.Data.ClientAssertionType == "" {
+		return &client{app: &valet.App{ClientID: r.Data.ClientID}, loginPath: s.consentPath, unverified: r}, nil
+	}
+	return s.LegacyServer.VerifyClient(ctx, r)
+}
+
+// verified authenticates an unverified client the library's way.
+func (s *Server) verified(ctx context.Context, c *client) (*client, error) {
+	if c.unverified == nil {
+		return c, nil
+	}
+	verified, err := s.LegacyServer.VerifyClient(ctx, c.unverified)
+	if err != nil {
+		return nil, err
+	}
+	vc, ok := verified.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	return vc, nil
+}
+
+// oneStepClient is the client of an answer the store gave in one step:
+// what the ID token needs of its app.
+func (s *Server) oneStepClient(clientID string, issued *valet.IssuedTokens) *client {
+	return &client{app: &valet.App{ID: issued.AppID, ClientID: clientID, IDTokenAlg: issued.IDTokenAlg},
+		loginPath: s.consentPath}
+}
+
 // CodeExchange redeems a code. Unlike the library's, it requires the PKCE
 // verifier whenever the code was issued with a challenge (RFC 9700
 // §2.1.1), for confidential apps too: the store checks the client,
@@ -474,8 +514,22 @@ func (s *Server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
-	issued, err := s.store.ExchangeAuthCode(ctx, r.Data.Code, valet.CodeRedemption{AppID: c.app.ID,
-		PublicClient: c.app.Public, RedirectURI: r.Data.RedirectURI, CodeVerifier: r.Data.CodeVerifier}, s.accessTTL)
+	redemption := valet.CodeRedemption{RedirectURI: r.Data.RedirectURI, CodeVerifier: r.Data.CodeVerifier}
+	if c.unverified != nil {
+		issued, err := s.store.ExchangeAsClient(ctx, r.Data.Code, c.app.ClientID, c.unverified.Data.ClientSecret,
+			redemption, s.accessTTL)
+		if err != nil {
+			return nil, oidc.ErrServerError().WithParent(err)
+		}
+		if issued != nil {
+			return s.tokenAnswer(ctx, s.oneStepClient(c.app.ClientID, issued), issued, true)
+		}
+		if c, err = s.verified(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	redemption.AppID, redemption.PublicClient = c.app.ID, c.app.Public
+	issued, err := s.store.ExchangeAuthCode(ctx, r.Data.Code, redemption, s.accessTTL)
 	if err != nil {
 		return nil, grantError(err)
 	}
@@ -490,6 +544,22 @@ func (s *Server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 		return nil, oidc.ErrServerError()
 	}
 	scopes := valet.ScopeSet(toScopes(r.Data.Scopes))
+	if c.unverified != nil {
+		if len(scopes) == 0 {
+			issued, err := s.store.RefreshAsClient(ctx, r.Data.RefreshToken, c.app.ClientID,
+				c.unverified.Data.ClientSecret, s.accessTTL)
+			if err != nil {
+				return nil, oidc.ErrServerError().WithParent(err)
+			}
+			if issued != nil {
+				return s.tokenAnswer(ctx, s.oneStepClient(c.app.ClientID, issued), issued, false)
+			}
+		}
+		var err error
+		if c, err = s.verified(ctx, c); err != nil {
+			return nil, err
+		}
+	}
 	issued, err := s.store.Refresh(ctx, r.Data.RefreshToken, c.app.ID, scopes, s.accessTTL)
 	if err != nil {
 		return nil, grantError(err)

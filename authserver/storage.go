@@ -17,6 +17,10 @@ import (
 type client struct {
 	app       *valet.App
 	loginPath string
+
+	// unverified is set, and app holds the client_id alone, while the
+	// store has still to check the client's secret (Server.VerifyClient).
+	unverified *op.Request[op.ClientCredentials]
 }
 
 var _ op.Client = (*client)(nil)

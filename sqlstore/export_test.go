@@ -51,7 +51,7 @@ func (s *Store) ReloadStatistics() {
 // Rotate is Refresh's one-statement path alone (PostgreSQL): nil tokens
 // when it leaves the decision to the transaction.
 func (s *Store) Rotate(ctx context.Context, token string, appID int64, accessTTL time.Duration) (*valet.IssuedTokens, error) {
-	return s.rotate(ctx, token, appID, accessTTL)
+	return s.rotate(ctx, token, presenter{appID: appID}, accessTTL)
 }
 
 // QueryRow runs a query on the writer pool.
@@ -61,7 +61,7 @@ func (s *Store) QueryRow(ctx context.Context, query string, args ...any) *sql.Ro
 
 // Redeem is ExchangeAuthCode's one-statement path alone (PostgreSQL).
 func (s *Store) Redeem(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
-	return s.redeem(ctx, code, r, accessTTL)
+	return s.redeem(ctx, code, presenter{appID: r.AppID}, r, accessTTL)
 }
 
 // ExchangeInTransaction is ExchangeAuthCode without its one-statement path.

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/valethq/valet"
@@ -59,7 +61,7 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeR
 		return nil, invalid(op, "ttl", "must be positive")
 	}
 	if s.d != sqliteDialect && (r.CodeVerifier != "" || !r.PublicClient) {
-		out, err := s.redeem(ctx, code, r, accessTTL)
+		out, err := s.redeem(ctx, code, presenter{appID: r.AppID}, r, accessTTL)
 		if err != nil || out != nil {
 			return out, s.fail(op, err, "")
 		}
@@ -76,19 +78,51 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeR
 	return out, nil
 }
 
+// presenter is the client a one-statement path checks: an app the server
+// authenticated, or a confidential client not yet authenticated, whose id
+// and secret the statement checks with everything else.
+type presenter struct {
+	appID            int64
+	clientID, secret string
+}
+
+// oneStep is a one-statement path in its two forms: for an app ID and for
+// client credentials ({{client}} in the template, placeholder $N for the id
+// and $M for the secret's hash).
+type oneStep struct{ byApp, bySecret string }
+
+func newOneStep(template string, n, m int) oneStep {
+	return oneStep{
+		byApp: strings.Replace(template, "{{client}}", "a.id = $"+itoa(n), 1),
+		bySecret: strings.Replace(template, "{{client}}",
+			"a.client_id = $"+itoa(n)+" AND a.secret_hash = $"+itoa(m)+" AND a.public = 0", 1),
+	}
+}
+
+// query returns the statement for p and its arguments: args with the
+// client's put in place ($n first, the secret's hash last).
+func (o oneStep) query(p presenter, n int, args ...any) (string, []any) {
+	if p.clientID == "" {
+		return o.byApp, slices.Insert(args, n-1, any(p.appID))
+	}
+	return o.bySecret, append(slices.Insert(args, n-1, any(p.clientID)), valet.HashSecret(p.secret))
+}
+
 // redeemStatement is a code exchange that matches in one statement, as
 // rotateStatement is a refresh: it marks the code used and issues the
 // tokens when the code is live, unused, its grant live, and it was issued
-// to the app, for the redirect URI, with the challenge of the verifier (or
-// none, with none). Anything else returns no row and changes nothing;
+// to the client, for the redirect URI, with the challenge of the verifier
+// (or none, with none). Anything else returns no row and changes nothing;
 // exchangeAuthCode then decides.
-const redeemStatement = `WITH c AS (
+var redeemStatement = newOneStep(`WITH c AS (
 		UPDATE auth_codes c SET used_at = $2
-		FROM grants g, accounts ac
+		FROM grants g, accounts ac, apps a
 		WHERE c.code_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2
-			AND g.id = c.grant_id AND g.revoked_at IS NULL AND g.app_id = $3 AND ac.id = g.account_id
+			AND g.id = c.grant_id AND g.revoked_at IS NULL AND ac.id = g.account_id
+			AND a.id = g.app_id AND {{client}}
 			AND c.redirect_uri = $4 AND c.code_challenge = $5 AND c.challenge_method = $6
-		RETURNING c.id, c.grant_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time, ac.name
+		RETURNING c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time, ac.name,
+			a.id_token_alg
 	), access AS (
 		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id)
 		SELECT $7, grant_id, scopes, $2, $8, id FROM c
@@ -98,29 +132,30 @@ const redeemStatement = `WITH c AS (
 		SELECT $9, grant_id, id, scopes, nonce, auth_time, $2, $2, $10 FROM c
 		WHERE ' ' || scopes || ' ' LIKE '% offline %'
 	)
-	SELECT id, grant_id, account_id, user_id, scopes, nonce, auth_time, name FROM c`
+	SELECT id, grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, name, id_token_alg FROM c`, 3, 11)
 
 // redeem runs redeemStatement (PostgreSQL). It returns nil tokens and no
 // error when the code needs exchangeAuthCode's decisions.
-func (s *Store) redeem(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) redeem(ctx context.Context, code string, p presenter, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	now := s.now()
 	challenge, method := "", ""
 	if r.CodeVerifier != "" {
 		challenge, method = valet.PKCEChallenge(r.CodeVerifier), "S256"
 	}
 	refreshExpires := now.Add(min(s.refreshIdle, s.refreshAbsolute))
-	out := &valet.IssuedTokens{AppID: r.AppID, AccessTokenTTL: accessTTL,
+	out := &valet.IssuedTokens{AccessTokenTTL: accessTTL,
 		AccessToken:   valet.NewSecret(valet.PrefixAccessToken),
 		AccessExpires: now.Add(accessTTL),
 		RefreshToken:  valet.NewSecret(valet.PrefixRefreshToken)}
 	var codeID int64
 	var scopes string
 	var authTime int64
-	err := s.w.QueryRowContext(ctx, redeemStatement,
-		valet.HashSecret(code), micros(now), r.AppID, r.RedirectURI, challenge, method,
+	query, args := redeemStatement.query(p, 3, valet.HashSecret(code), micros(now), r.RedirectURI, challenge, method,
 		valet.HashSecret(out.AccessToken), micros(out.AccessExpires),
-		valet.HashSecret(out.RefreshToken), micros(refreshExpires)).
-		Scan(&codeID, &out.GrantID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime, &out.AccountName)
+		valet.HashSecret(out.RefreshToken), micros(refreshExpires))
+	err := s.w.QueryRowContext(ctx, query, args...).
+		Scan(&codeID, &out.GrantID, &out.AppID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime,
+			&out.AccountName, &out.IDTokenAlg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -132,6 +167,17 @@ func (s *Store) redeem(ctx context.Context, code string, r valet.CodeRedemption,
 		out.RefreshToken = "" // the statement stored none
 	}
 	return out, nil
+}
+
+// ExchangeAsClient implements valet.OAuthService: one statement on
+// PostgreSQL; SQLite, whose one writer makes the client lookup on a reader
+// the cheaper way, has no such step.
+func (s *Store) ExchangeAsClient(ctx context.Context, code, clientID, secret string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	if s.d == sqliteDialect || clientID == "" || secret == "" || accessTTL <= 0 {
+		return nil, nil
+	}
+	out, err := s.redeem(ctx, code, presenter{clientID: clientID, secret: secret}, r, accessTTL)
+	return out, s.fail("sqlstore.ExchangeAsClient", err, "")
 }
 
 // exchangeAuthCode is ExchangeAuthCode's transaction. A replayed code
@@ -297,7 +343,7 @@ func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes v
 		return nil, invalid(op, "ttl", "must be positive")
 	}
 	if s.d != sqliteDialect && len(scopes) == 0 {
-		out, err := s.rotate(ctx, token, appID, accessTTL)
+		out, err := s.rotate(ctx, token, presenter{appID: appID}, accessTTL)
 		if err != nil || out != nil {
 			return out, s.fail(op, err, "")
 		}
@@ -316,20 +362,21 @@ func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes v
 
 // rotateStatement is a refresh grant with nothing to decide in one
 // statement: it marks the token used and issues its successors when the
-// token is live, unused and the app's, and its grant live. On PostgreSQL a
-// refresh is then one round trip instead of six (begin, read, mark, two
-// inserts, commit), which is most of its cost. It returns no row, having
-// changed nothing, in every other case; refresh then decides, in a
+// token is live, unused and the client's, and its grant live. On
+// PostgreSQL a refresh is then one round trip instead of six (begin, read,
+// mark, two inserts, commit), which is most of its cost. It returns no row,
+// having changed nothing, in every other case; refresh then decides, in a
 // transaction. A concurrent use of the same token waits for the first
 // one's row lock, then finds it used and returns no row.
-const rotateStatement = `WITH old AS (
+var rotateStatement = newOneStep(`WITH old AS (
 		UPDATE refresh_tokens t SET used_at = $2
-		FROM grants g, accounts ac
+		FROM grants g, accounts ac, apps a
 		WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL
 			AND t.expires_at > $2 AND t.family_at > $3
-			AND g.id = t.grant_id AND g.revoked_at IS NULL AND g.app_id = $4 AND ac.id = g.account_id
-		RETURNING t.id, t.grant_id, g.account_id, g.user_id, t.code_id, t.scopes, t.nonce, t.auth_time,
-			t.family_at, ac.name
+			AND g.id = t.grant_id AND g.revoked_at IS NULL AND ac.id = g.account_id
+			AND a.id = g.app_id AND {{client}}
+		RETURNING t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes, t.nonce, t.auth_time,
+			t.family_at, ac.name, a.id_token_alg
 	), access AS (
 		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
 		SELECT $5, grant_id, scopes, $2, $6, code_id, id FROM old
@@ -338,23 +385,24 @@ const rotateStatement = `WITH old AS (
 			family_at, created_at, expires_at)
 		SELECT $7, grant_id, code_id, id, scopes, nonce, auth_time, family_at, $2, LEAST($8, family_at + $9) FROM old
 	)
-	SELECT grant_id, account_id, user_id, scopes, nonce, auth_time, name FROM old`
+	SELECT grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, name, id_token_alg FROM old`, 4, 10)
 
 // rotate runs rotateStatement (PostgreSQL). It returns nil tokens and no
 // error when the token needs refresh's decisions.
-func (s *Store) rotate(ctx context.Context, token string, appID int64, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) rotate(ctx context.Context, token string, p presenter, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	now := s.now()
-	out := &valet.IssuedTokens{AppID: appID, AccessTokenTTL: accessTTL,
+	out := &valet.IssuedTokens{AccessTokenTTL: accessTTL,
 		AccessToken:   valet.NewSecret(valet.PrefixAccessToken),
 		AccessExpires: now.Add(accessTTL),
 		RefreshToken:  valet.NewSecret(valet.PrefixRefreshToken)}
 	var scopes string
 	var authTime int64
-	err := s.w.QueryRowContext(ctx, rotateStatement,
-		valet.HashSecret(token), micros(now), micros(now.Add(-s.refreshAbsolute)), appID,
+	query, args := rotateStatement.query(p, 4, valet.HashSecret(token), micros(now), micros(now.Add(-s.refreshAbsolute)),
 		valet.HashSecret(out.AccessToken), micros(out.AccessExpires),
-		valet.HashSecret(out.RefreshToken), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds()).
-		Scan(&out.GrantID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime, &out.AccountName)
+		valet.HashSecret(out.RefreshToken), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds())
+	err := s.w.QueryRowContext(ctx, query, args...).
+		Scan(&out.GrantID, &out.AppID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime, &out.AccountName,
+			&out.IDTokenAlg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -363,6 +411,15 @@ func (s *Store) rotate(ctx context.Context, token string, appID int64, accessTTL
 	}
 	out.Scopes, out.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
 	return out, nil
+}
+
+// RefreshAsClient implements valet.OAuthService (see ExchangeAsClient).
+func (s *Store) RefreshAsClient(ctx context.Context, token, clientID, secret string, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	if s.d == sqliteDialect || clientID == "" || secret == "" || accessTTL <= 0 {
+		return nil, nil
+	}
+	out, err := s.rotate(ctx, token, presenter{clientID: clientID, secret: secret}, accessTTL)
+	return out, s.fail("sqlstore.RefreshAsClient", err, "")
 }
 
 // refresh is Refresh's transaction. A reused token answers keep(err): the
