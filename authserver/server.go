@@ -318,7 +318,7 @@ func (s *Server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthorization, error) {
 	a, err := s.unseal(id)
 	if err != nil || a.Done() {
-		return nil, valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
+		return nil, errUnknownRequest
 	}
 	app, err := s.store.FindApp(ctx, a.ClientID)
 	if err != nil {
@@ -328,18 +328,30 @@ func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthoriz
 		AccountHint: a.AccountHint, Expires: time.UnixMicro(a.Expires).UTC()}, nil
 }
 
+// pending opens a request Pending returned, with the app Pending found for
+// it in the same request. Errors: ENOTFOUND.
+func (s *Server) pending(p *valet.PendingAuthorization) (*authRequest, *valet.App, error) {
+	if p == nil {
+		return nil, nil, errUnknownRequest
+	}
+	a, err := s.unseal(p.ID)
+	if err != nil || a.Done() || p.App == nil || p.App.ClientID != a.ClientID {
+		return nil, nil, errUnknownRequest
+	}
+	return a, p.App, nil
+}
+
+// errUnknownRequest answers a consent page id that does not open.
+var errUnknownRequest = valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
+
 // Approve records the user's consent on the account and returns where the
 // browser goes next: the library's callback, which answers the app with a
 // code. A remembered grant that already holds the requested scopes is used
 // as it is: consent is recorded (and audited) when a person gave it, not
 // on every silent re-authorization. Errors: ENOTFOUND, and the store's
 // Consent errors.
-func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error) {
-	a, err := s.unseal(id)
-	if err != nil || a.Done() {
-		return "", valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
-	}
-	app, err := s.store.FindApp(ctx, a.ClientID)
+func (s *Server) Approve(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error) {
+	a, app, err := s.pending(p)
 	if err != nil {
 		return "", err
 	}
@@ -370,12 +382,8 @@ func (s *Server) Approve(ctx context.Context, id string, userID, accountID int64
 
 // Deny records the refusal and returns the app's redirect URI with
 // error=access_denied, state and iss. Errors: ENOTFOUND.
-func (s *Server) Deny(ctx context.Context, id string, userID, accountID int64) (string, error) {
-	a, err := s.unseal(id)
-	if err != nil || a.Done() {
-		return "", valet.Errorf(valet.ENOTFOUND, "This authorization request is unknown or has expired. Please start again from the app.")
-	}
-	app, err := s.store.FindApp(ctx, a.ClientID)
+func (s *Server) Deny(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64) (string, error) {
+	a, app, err := s.pending(p)
 	if err != nil {
 		return "", err
 	}

@@ -20,12 +20,14 @@ type OAuthProvider interface {
 	Handler() http.Handler
 	// Pending returns the request behind a consent page id. Errors: ENOTFOUND.
 	Pending(ctx context.Context, id string) (*valet.PendingAuthorization, error)
-	// Approve records consent and returns where the browser goes next.
-	// remembered is the user's active grant when it already holds every
-	// requested scope: there is no new consent to record then.
-	Approve(ctx context.Context, id string, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error)
-	// Deny records the refusal and returns the app's error redirect.
-	Deny(ctx context.Context, id string, userID, accountID int64) (string, error)
+	// Approve records consent to a request Pending returned and says where
+	// the browser goes next. remembered is the user's active grant when it
+	// already holds every requested scope: there is no new consent to
+	// record then.
+	Approve(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error)
+	// Deny records the refusal of a request Pending returned and returns
+	// the app's error redirect.
+	Deny(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64) (string, error)
 }
 
 // WithOAuth mounts the authorization server and its consent page.
@@ -105,7 +107,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 			}
 		}
 		if g != nil && granted.Contains(pending.Scopes) {
-			to, err := s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime, g)
+			to, err := s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, g)
 			if err != nil {
 				return err
 			}
@@ -152,13 +154,13 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSes
 		if account == nil {
 			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
 		}
-		to, err = s.oauth.Approve(ctx, pending.ID, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)
+		to, err = s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)
 	case "deny":
 		var accountID int64 // a refusal needs no account
 		if account != nil {
 			accountID = account.ID
 		}
-		to, err = s.oauth.Deny(ctx, pending.ID, ps.user.ID, accountID)
+		to, err = s.oauth.Deny(ctx, pending, ps.user.ID, accountID)
 	default:
 		return valet.Errorf(valet.EINVALID, "Choose Allow or Deny.")
 	}

@@ -23,6 +23,36 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *valet.AuthCode) (string, 
 		return "", invalid(op, "redirect_uri", "is required")
 	}
 	code := valet.NewSecret("")
+	if s.d != sqliteDialect {
+		// One statement: the code is stored when the grant is live and
+		// holds the scopes; anything else is left to the transaction,
+		// which says what is wrong.
+		now := s.now()
+		authTime := c.AuthTime
+		if authTime.IsZero() {
+			authTime = now
+		}
+		err := s.w.QueryRowContext(ctx, `WITH g AS (
+				SELECT id, app_id, account_id, user_id FROM grants
+				WHERE id = $2 AND revoked_at IS NULL AND string_to_array(scopes, ' ') @> string_to_array($7, ' ')
+			), code AS (
+				INSERT INTO auth_codes (code_hash, grant_id, redirect_uri, code_challenge, challenge_method, nonce,
+					scopes, auth_time, created_at, expires_at)
+				SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10 FROM g RETURNING id
+			)
+			SELECT code.id, g.app_id, g.account_id, g.user_id FROM code, g`,
+			valet.HashSecret(code), c.GrantID, c.RedirectURI, c.CodeChallenge, c.CodeChallengeMethod, c.Nonce,
+			scopes.String(), micros(authTime), micros(now), micros(now.Add(valet.AuthCodeTTL))).
+			Scan(&c.ID, &c.AppID, &c.AccountID, &c.UserID)
+		if err == nil {
+			c.Scopes, c.AuthTime, c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime =
+				scopes, authTime, now, now.Add(valet.AuthCodeTTL), nil
+			return code, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return "", s.fail(op, err, "")
+		}
+	}
 	var pieceErr error
 	err = s.grouped(ctx, func(ctx context.Context, tx *tx) error {
 		g, err := scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1 AND revoked_at IS NULL`, c.GrantID))
