@@ -505,7 +505,8 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, appID int64, 
 		inLeeway := leeway > 0 && tx.since(*rt.UsedDatetime) <= time.Duration(leeway)*time.Second
 		if inLeeway {
 			err := tx.QueryRowContext(ctx, `SELECT id FROM refresh_tokens
-				WHERE parent_id = $1 AND used_at IS NULL AND revoked_at IS NULL ORDER BY id DESC LIMIT 1`, rt.ID).Scan(&successor)
+				WHERE grant_id = $1 AND code_id = $2 AND parent_id = $3 AND used_at IS NULL AND revoked_at IS NULL
+				ORDER BY id DESC LIMIT 1`, rt.GrantID, rt.CodeID, rt.ID).Scan(&successor)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return nil, s.fail(op, err, "")
 			}

@@ -3,7 +3,7 @@
 -- 1,000,000 tickets (2026-11-28). TestSQLiteTicketListPlan loads them in place of a small
 -- database's statistics. With only the tickets and customers rows, the plan does not flip.
 INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('access_tokens', 'access_tokens_expires', '100000 1');
-INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('access_tokens', 'access_tokens_grant', '100000 2001');
+INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('access_tokens', 'access_tokens_family', '100000 2001 2001');
 INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('access_tokens', 'sqlite_autoindex_access_tokens_1', '100000 1');
 INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('accounts', 'sqlite_autoindex_accounts_1', '1 1');
 INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('api_keys', 'api_keys_account', '1 1 1');
