@@ -248,6 +248,9 @@ type IssuedTokens struct {
 	AuthTime       time.Time
 	AccessTokenTTL time.Duration
 	IDTokenAlg     string // the app's; set by ExchangeAsClient and RefreshAsClient
+	// UserEmail and UserName are the grant's user's, read with a code
+	// (ExchangeAuthCode, ExchangeAsClient) for the ID token's claims.
+	UserEmail, UserName string
 }
 
 // SigningKey is an ID token signing key. Sealed is the private key (PKCS #8

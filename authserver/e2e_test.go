@@ -371,8 +371,8 @@ func TestPostgresFlow(t *testing.T) {
 
 func happyPath(t *testing.T, e *env) {
 	b := e.browser()
-	conf := e.oauth2("openid", "email", "offline", "tickets:read")
-	code, verifier, nonce := e.code(b, "openid", "email", "offline", "tickets:read")
+	conf := e.oauth2("openid", "email", "profile", "offline", "tickets:read")
+	code, verifier, nonce := e.code(b, "openid", "email", "profile", "offline", "tickets:read")
 	if b.consents != 1 || !strings.Contains(b.lastConsent, "Read tickets, their messages and content") ||
 		!strings.Contains(b.lastConsent, "Hub Inc") || !strings.Contains(b.lastConsent, "Acme") {
 		t.Fatalf("consent page:\n%s", b.lastConsent)
@@ -381,7 +381,7 @@ func happyPath(t *testing.T, e *env) {
 	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	must(t, err)
 	if !strings.HasPrefix(tok.AccessToken, "vat_") || !strings.HasPrefix(tok.RefreshToken, "vrt_") ||
-		tok.Extra("account") != "acme" || tok.Extra("scope") != "email offline openid tickets:read" {
+		tok.Extra("account") != "acme" || tok.Extra("scope") != "email offline openid profile tickets:read" {
 		t.Fatalf("token answer: %+v account=%v scope=%v", tok, tok.Extra("account"), tok.Extra("scope"))
 	}
 	if ttl := tok.Extra("expires_in"); ttl != float64(86400) {
@@ -398,10 +398,11 @@ func happyPath(t *testing.T, e *env) {
 	must(t, idt.VerifyAccessToken(tok.AccessToken))
 	var claims struct {
 		Email    string `json:"email"`
+		Name     string `json:"name"`
 		AuthTime int64  `json:"auth_time"`
 	}
 	must(t, idt.Claims(&claims))
-	if claims.Email != e.user.Email || claims.AuthTime == 0 {
+	if claims.Email != e.user.Email || claims.Name != e.user.Name || claims.AuthTime == 0 {
 		t.Fatalf("claims %+v", claims)
 	}
 	info, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))

@@ -445,6 +445,10 @@ func (s *Server) tokenAnswer(ctx context.Context, c *client, issued *valet.Issue
 	if withIDToken && issued.Scopes.Has(valet.ScopeOpenID) {
 		req := &authRequest{ClientID: c.app.ClientID, Nonce: issued.Nonce, Scopes: resp.Scope,
 			UserID: issued.UserID, AuthTime: issued.AuthTime.UnixMicro()}
+		if issued.UserEmail != "" {
+			ctx = context.WithValue(ctx, tokenUserKey{},
+				&valet.User{ID: issued.UserID, Email: issued.UserEmail, Name: issued.UserName})
+		}
 		idToken, err := op.CreateIDToken(context.WithValue(ctx, algKey{}, c.app.IDTokenAlg), s.issuer, req,
 			c.IDTokenLifetime(), issued.AccessToken, "", s.Provider().Storage(), c)
 		if err != nil {

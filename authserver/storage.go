@@ -189,13 +189,19 @@ func (st storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInf
 	if err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}
-	user, err := st.s.store.FindUserByID(ctx, id)
-	if err != nil {
-		return oidc.ErrServerError().WithParent(err)
+	user, _ := ctx.Value(tokenUserKey{}).(*valet.User)
+	if user == nil || user.ID != id {
+		if user, err = st.s.store.FindUserByID(ctx, id); err != nil {
+			return oidc.ErrServerError().WithParent(err)
+		}
 	}
 	setUserClaims(info, user, valet.ScopeSet(toScopes(scopes)))
 	return nil
 }
+
+// tokenUserKey carries the user a code exchange read with the code to the
+// ID token's claims, saving a lookup.
+type tokenUserKey struct{}
 
 func setUserClaims(info *oidc.UserInfo, user *valet.User, scopes valet.ScopeSet) {
 	info.Subject = strconv.FormatInt(user.ID, 10)

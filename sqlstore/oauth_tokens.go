@@ -146,13 +146,13 @@ func (o oneStep) query(p presenter, n int, args ...any) (string, []any) {
 // exchangeAuthCode then decides.
 var redeemStatement = newOneStep(`WITH c AS (
 		UPDATE auth_codes c SET used_at = $2
-		FROM grants g, accounts ac, apps a
+		FROM grants g, accounts ac, apps a, users u
 		WHERE c.code_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2
 			AND g.id = c.grant_id AND g.revoked_at IS NULL AND ac.id = g.account_id
-			AND a.id = g.app_id AND {{client}}
+			AND a.id = g.app_id AND {{client}} AND u.id = g.user_id
 			AND c.redirect_uri = $4 AND c.code_challenge = $5 AND c.challenge_method = $6
-		RETURNING c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time, ac.name,
-			a.id_token_alg
+		RETURNING c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time,
+			ac.name AS account_name, a.id_token_alg, u.email AS user_email, u.name AS user_name
 	), access AS (
 		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id)
 		SELECT $7, grant_id, scopes, $2, $8, id FROM c
@@ -162,7 +162,8 @@ var redeemStatement = newOneStep(`WITH c AS (
 		SELECT $9, grant_id, id, scopes, nonce, auth_time, $2, $2, $10 FROM c
 		WHERE ' ' || scopes || ' ' LIKE '% offline %'
 	)
-	SELECT id, grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, name, id_token_alg FROM c`, 3, 11)
+	SELECT id, grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, account_name, id_token_alg,
+		user_email, user_name FROM c`, 3, 11)
 
 // redeem runs redeemStatement (PostgreSQL). It returns nil tokens and no
 // error when the code needs exchangeAuthCode's decisions.
@@ -185,7 +186,7 @@ func (s *Store) redeem(ctx context.Context, code string, p presenter, r valet.Co
 		valet.HashSecret(out.RefreshToken), micros(refreshExpires))
 	err := s.w.QueryRowContext(ctx, query, args...).
 		Scan(&codeID, &out.GrantID, &out.AppID, &out.AccountID, &out.UserID, &scopes, &out.Nonce, &authTime,
-			&out.AccountName, &out.IDTokenAlg)
+			&out.AccountName, &out.IDTokenAlg, &out.UserEmail, &out.UserName)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -215,16 +216,18 @@ func (s *Store) ExchangeAsClient(ctx context.Context, code, clientID, secret str
 func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.ExchangeAuthCode"
 	c := &valet.AuthCode{}
-	var scopes, accountName string
+	var scopes, accountName, email, name string
 	var authTime, created, expires int64
 	var used, grantRevoked sql.NullInt64
 	err := tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
 		c.code_challenge, c.challenge_method, c.nonce, c.scopes, c.auth_time, c.created_at, c.expires_at,
-		c.used_at, g.revoked_at, ac.name
+		c.used_at, g.revoked_at, ac.name, u.email, u.name
 		FROM auth_codes c JOIN grants g ON g.id = c.grant_id JOIN accounts ac ON ac.id = g.account_id
+		JOIN users u ON u.id = g.user_id
 		WHERE c.code_hash = $1`, valet.HashSecret(code)).
 		Scan(&c.ID, &c.GrantID, &c.AppID, &c.AccountID, &c.UserID, &c.RedirectURI, &c.CodeChallenge,
-			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked, &accountName)
+			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked, &accountName,
+			&email, &name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
 	}
@@ -260,6 +263,7 @@ func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, r val
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
+	out.UserEmail, out.UserName = email, name
 	return out, nil
 }
 

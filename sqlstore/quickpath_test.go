@@ -177,6 +177,9 @@ func TestPostgresRedeem(t *testing.T) {
 		{"app", quick.AppID, slow.AppID},
 		{"scopes", quick.Scopes.String(), slow.Scopes.String()},
 		{"nonce", quick.Nonce, slow.Nonce},
+		{"user email", quick.UserEmail, user.Email},
+		{"user name", quick.UserName, user.Name},
+		{"user email (transaction)", slow.UserEmail, user.Email},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: one statement %v, transaction %v", c.name, c.got, c.want)
