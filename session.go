@@ -16,6 +16,14 @@ type Session struct {
 	ExpiresDatetime time.Time
 }
 
+// SignedIn is a live session with its user and the accounts the user
+// belongs to.
+type SignedIn struct {
+	Session     Session
+	User        User
+	Memberships []Membership
+}
+
 // SessionService keeps browser sessions.
 type SessionService interface {
 	// CreateSession stores s (UserID, AccountID, ExpiresDatetime set by the
@@ -23,6 +31,10 @@ type SessionService interface {
 	CreateSession(ctx context.Context, s *Session) (secret string, err error)
 	// FindSession errors: EUNAUTHORIZED (unknown or expired).
 	FindSession(ctx context.Context, secret string) (*Session, error)
+	// OpenSession is FindSession with the session's user and the user's
+	// memberships (by account name), in one read: what every page needs.
+	// Errors: EUNAUTHORIZED (unknown or expired).
+	OpenSession(ctx context.Context, secret string) (*SignedIn, error)
 	// SetSessionAccount switches the account the session works in.
 	// Errors: EUNAUTHORIZED.
 	SetSessionAccount(ctx context.Context, secret string, accountID int64) error

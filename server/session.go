@@ -60,36 +60,25 @@ func (ps *pageSession) canManage() bool { return ps.account != nil && ps.user.Ro
 
 // loadSession resolves the session cookie. It returns nil (and no error)
 // when the browser is not signed in: no cookie, or an unknown or expired
-// session, or a user that no longer exists. Three reads per request: the
-// session, the user and the user's memberships, which give the account and
-// the role without more queries.
+// session (a deleted user's sessions go with it). One read per request
+// (OpenSession): the session, the user and the user's memberships, which
+// give the account and the role without more queries.
 func (s *Server) loadSession(ctx context.Context, r *http.Request) (*pageSession, error) {
 	secret := s.cookieValue(r, sessionCookieName)
 	if secret == "" || !valet.HasSecretPrefix(secret, valet.PrefixSession) || len(secret) > 200 {
 		return nil, nil
 	}
-	sess, err := s.store.FindSession(ctx, secret)
+	in, err := s.store.OpenSession(ctx, secret)
 	if err != nil {
 		if valet.ErrorCode(err) == valet.EUNAUTHORIZED || valet.ErrorCode(err) == valet.ENOTFOUND {
 			return nil, nil
 		}
 		return nil, err
 	}
-	user, err := s.store.FindUserByID(ctx, sess.UserID)
-	if err != nil {
-		if valet.ErrorCode(err) == valet.ENOTFOUND {
-			return nil, nil
-		}
-		return nil, err
-	}
-	ms, err := s.store.ListMemberships(ctx, user.ID)
-	if err != nil {
-		return nil, err
-	}
-	ps := &pageSession{secret: secret, session: sess, user: user, memberships: ms}
+	ps := &pageSession{secret: secret, session: &in.Session, user: &in.User, memberships: in.Memberships}
 	ps.user.Role = ""
-	if sess.AccountID != 0 {
-		ps.useAccount(sess.AccountID)
+	if in.Session.AccountID != 0 {
+		ps.useAccount(in.Session.AccountID)
 	}
 	return ps, nil
 }

@@ -62,6 +62,52 @@ func (s *Store) FindSession(ctx context.Context, secret string) (*valet.Session,
 	return &sess, nil
 }
 
+// OpenSession implements valet.SessionService: one row per membership (one
+// with none when the user has none).
+func (s *Store) OpenSession(ctx context.Context, secret string) (*valet.SignedIn, error) {
+	const op = "sqlstore.OpenSession"
+	rows, err := s.query(ctx, `SELECT ss.id, ss.user_id, ss.account_id, ss.csrf_token, ss.created_at, ss.expires_at,
+		`+userColumns+`, a.id, a.name, a.display_name, a.created_at, m.role
+		FROM sessions ss JOIN users u ON u.id = ss.user_id
+		LEFT JOIN members m ON m.user_id = u.id LEFT JOIN accounts a ON a.id = m.account_id
+		WHERE ss.secret_hash = $1 AND ss.expires_at > $2 ORDER BY a.name`, valet.HashSecret(secret), micros(s.now()))
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	defer rows.Close()
+	var in *valet.SignedIn
+	for rows.Next() {
+		var sess valet.Session
+		var user valet.User
+		var account, accountID, accountCreated sql.NullInt64
+		var name, displayName, role sql.NullString
+		var created, expires, userCreated, userUpdated int64
+		if err := rows.Scan(&sess.ID, &sess.UserID, &account, &sess.CSRFToken, &created, &expires,
+			&user.ID, &user.Email, &user.Name, &user.PasswordHash, &userCreated, &userUpdated,
+			&accountID, &name, &displayName, &accountCreated, &role); err != nil {
+			return nil, s.fail(op, err, "")
+		}
+		if in == nil {
+			sess.AccountID = account.Int64
+			sess.CreatedDatetime, sess.ExpiresDatetime = fromMicros(created), fromMicros(expires)
+			user.CreatedDatetime, user.UpdatedDatetime = fromMicros(userCreated), fromMicros(userUpdated)
+			in = &valet.SignedIn{Session: sess, User: user, Memberships: []valet.Membership{}}
+		}
+		if accountID.Valid {
+			in.Memberships = append(in.Memberships, valet.Membership{Role: valet.Role(role.String),
+				Account: valet.Account{ID: accountID.Int64, Name: name.String, DisplayName: displayName.String,
+					CreatedDatetime: fromMicros(accountCreated.Int64)}})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	if in == nil {
+		return nil, errorf(op, valet.EUNAUTHORIZED, msgSessionInvalid, nil)
+	}
+	return in, nil
+}
+
 // SetSessionAccount implements valet.SessionService. An unknown account is
 // ENOTFOUND; whether the user may work there is the caller's check.
 func (s *Store) SetSessionAccount(ctx context.Context, secret string, accountID int64) error {

@@ -262,9 +262,38 @@ func testSessions(t *testing.T, s valet.Store) {
 	_, err = s.CreateSession(ctx, &valet.Session{UserID: b.owner.ID + 1000, ExpiresDatetime: time.Now().Add(time.Hour)})
 	wantCode(t, err, valet.ENOTFOUND)
 
+	// OpenSession: the session, its user and the user's accounts by name;
+	// a user of no account has none; dead sessions are refused alike.
+	must(t, s.AddMember(ctx, b.account.ID, a.owner.ID, valet.RoleAgent))
+	in, err := s.OpenSession(ctx, secret)
+	must(t, err)
+	wantEqual(t, in.Session.AccountID, b.account.ID)
+	wantEqual(t, in.Session.CSRFToken, sess.CSRFToken)
+	wantEqual(t, in.Session.CreatedDatetime, sess.CreatedDatetime)
+	wantEqual(t, in.User.Email, a.owner.Email)
+	wantEqual(t, in.User.ID, a.owner.ID)
+	if len(in.Memberships) != 2 || in.Memberships[0].Account.Name != "alpha" || in.Memberships[0].Role != valet.RoleOwner ||
+		in.Memberships[1].Account.Name != "beta" || in.Memberships[1].Role != valet.RoleAgent ||
+		in.Memberships[1].Account.DisplayName != b.account.DisplayName {
+		t.Fatalf("memberships %s", dump(in.Memberships))
+	}
+	loner := &valet.User{Email: "loner@example.test", Name: "Lone"}
+	must(t, s.CreateUser(ctx, loner))
+	lonerSecret, err := s.CreateSession(ctx, &valet.Session{UserID: loner.ID, ExpiresDatetime: time.Now().Add(time.Hour)})
+	must(t, err)
+	in, err = s.OpenSession(ctx, lonerSecret)
+	must(t, err)
+	if in.User.ID != loner.ID || in.Memberships == nil || len(in.Memberships) != 0 || in.Session.AccountID != 0 {
+		t.Fatalf("a user of no account: %s", dump(in))
+	}
+	_, err = s.OpenSession(ctx, expiredSecret)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+
 	must(t, s.DeleteSession(ctx, secret))
 	must(t, s.DeleteSession(ctx, secret))
 	_, err = s.FindSession(ctx, secret)
+	wantCode(t, err, valet.EUNAUTHORIZED)
+	_, err = s.OpenSession(ctx, secret)
 	wantCode(t, err, valet.EUNAUTHORIZED)
 	_, err = s.FindSession(ctx, otherSecret)
 	must(t, err)
