@@ -342,12 +342,14 @@ type OAuthService interface {
 	// ECONFLICT (reuse).
 	Refresh(ctx context.Context, token string, appID int64, scopes ScopeSet, accessTTL time.Duration) (*IssuedTokens, error)
 	// ExchangeAsClient is ExchangeAuthCode for a confidential client the
-	// server has not authenticated yet (r.AppID is not used), in one step
-	// where the store has one: the client's secret is checked with the
-	// code, and a code that matches everything redeemed. Whenever anything
-	// else holds, and on stores without such a step, it returns nil tokens
-	// and no error, having changed nothing: the caller then authenticates
-	// the client and calls ExchangeAuthCode, which decides.
+	// server has not authenticated yet (r.AppID and r.PublicClient are not
+	// used): the client's secret is checked against the app of the code as
+	// the code is read, which saves the server a lookup of its own. When
+	// the credentials authenticate the code's app, it answers as
+	// ExchangeAuthCode would (or, where it cannot tell in the same step,
+	// as below). When they do not, or the code is unknown, it returns nil
+	// tokens and no error, having changed nothing: the caller then
+	// authenticates the client its own way and calls ExchangeAuthCode.
 	ExchangeAsClient(ctx context.Context, code, clientID, secret string, r CodeRedemption, accessTTL time.Duration) (*IssuedTokens, error)
 	// RefreshAsClient is Refresh the same way, for a token rotated with its
 	// scopes unchanged.

@@ -531,7 +531,7 @@ func (s *Server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 		issued, err := s.store.ExchangeAsClient(ctx, r.Data.Code, c.app.ClientID, c.unverified.Data.ClientSecret,
 			redemption, s.accessTTL)
 		if err != nil {
-			return nil, oidc.ErrServerError().WithParent(err)
+			return nil, grantError(err)
 		}
 		if issued != nil {
 			return s.tokenAnswer(ctx, s.oneStepClient(c.app.ClientID, issued), issued, true)
@@ -561,7 +561,7 @@ func (s *Server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 			issued, err := s.store.RefreshAsClient(ctx, r.Data.RefreshToken, c.app.ClientID,
 				c.unverified.Data.ClientSecret, s.accessTTL)
 			if err != nil {
-				return nil, oidc.ErrServerError().WithParent(err)
+				return nil, grantError(err)
 			}
 			if issued != nil {
 				return s.tokenAnswer(ctx, s.oneStepClient(c.app.ClientID, issued), issued, false)

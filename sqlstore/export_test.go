@@ -68,7 +68,7 @@ func (s *Store) Redeem(ctx context.Context, code string, r valet.CodeRedemption,
 func (s *Store) ExchangeInTransaction(ctx context.Context, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	var out *valet.IssuedTokens
 	err := s.grouped(ctx, func(ctx context.Context, tx *tx) (err error) {
-		out, err = s.exchangeAuthCode(ctx, tx, code, r, accessTTL)
+		out, err = s.exchangeAuthCode(ctx, tx, code, presenter{appID: r.AppID}, r, accessTTL)
 		return err
 	})
 	return out, err

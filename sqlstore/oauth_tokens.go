@@ -99,7 +99,7 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeR
 	var out *valet.IssuedTokens
 	var pieceErr error
 	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, r, accessTTL)
+		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, presenter{appID: r.AppID}, r, accessTTL)
 		return pieceErr
 	})
 	if err != nil {
@@ -200,39 +200,86 @@ func (s *Store) redeem(ctx context.Context, code string, p presenter, r valet.Co
 	return out, nil
 }
 
-// ExchangeAsClient implements valet.OAuthService: one statement on
-// PostgreSQL; SQLite, whose one writer makes the client lookup on a reader
-// the cheaper way, has no such step.
+// ExchangeAsClient implements valet.OAuthService. On PostgreSQL it is
+// redeemStatement, which decides only the plain case (anything else is
+// left to ExchangeAuthCode); on SQLite the exchange's transaction checks
+// the secret against the app it reads with the code anyway, then decides
+// everything as ExchangeAuthCode does.
 func (s *Store) ExchangeAsClient(ctx context.Context, code, clientID, secret string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
-	if s.d == sqliteDialect || clientID == "" || secret == "" || accessTTL <= 0 {
+	const op = "sqlstore.ExchangeAsClient"
+	if clientID == "" || secret == "" || accessTTL <= 0 {
 		return nil, nil
 	}
-	out, err := s.redeem(ctx, code, presenter{clientID: clientID, secret: secret}, r, accessTTL)
-	return out, s.fail("sqlstore.ExchangeAsClient", err, "")
+	p := presenter{clientID: clientID, secret: secret}
+	if s.d != sqliteDialect {
+		out, err := s.redeem(ctx, code, p, r, accessTTL)
+		return out, s.fail(op, err, "")
+	}
+	var out *valet.IssuedTokens
+	var pieceErr error
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, p, r, accessTTL)
+		return pieceErr
+	})
+	if errors.Is(err, errUndecided) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, groupFail(s, op, err, pieceErr)
+	}
+	return out, nil
+}
+
+// errUndecided is a transaction's answer to credentials that do not
+// authenticate a client: nothing changed, and the caller authenticates the
+// client its own way before asking again.
+var errUndecided = errors.New("sqlstore: client not authenticated")
+
+// authenticates reports whether p is the app whose row says clientID,
+// secretHash and public: by ID, or by its secret for a confidential app.
+func (p presenter) authenticates(appID int64, clientID string, secretHash []byte, public bool) bool {
+	if p.clientID == "" {
+		return p.appID == appID
+	}
+	return p.clientID == clientID && !public && len(secretHash) > 0 &&
+		subtle.ConstantTimeCompare(secretHash, valet.HashSecret(p.secret)) == 1
 }
 
 // exchangeAuthCode is ExchangeAuthCode's transaction. A replayed code
 // answers keep(err): the revocation commits.
-func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, p presenter, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.ExchangeAuthCode"
 	c := &valet.AuthCode{}
-	var scopes, accountName, email, name string
+	var scopes, accountName, email, name, clientID, alg string
 	var authTime, created, expires int64
 	var used, grantRevoked sql.NullInt64
+	var secretHash []byte
+	var public bool
 	err := tx.QueryRowContext(ctx, `SELECT c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.redirect_uri,
 		c.code_challenge, c.challenge_method, c.nonce, c.scopes, c.auth_time, c.created_at, c.expires_at,
-		c.used_at, g.revoked_at, ac.name, u.email, u.name
+		c.used_at, g.revoked_at, ac.name, u.email, u.name, a.client_id, a.secret_hash, a.public, a.id_token_alg
 		FROM auth_codes c JOIN grants g ON g.id = c.grant_id JOIN accounts ac ON ac.id = g.account_id
-		JOIN users u ON u.id = g.user_id
+		JOIN users u ON u.id = g.user_id JOIN apps a ON a.id = g.app_id
 		WHERE c.code_hash = $1`, valet.HashSecret(code)).
 		Scan(&c.ID, &c.GrantID, &c.AppID, &c.AccountID, &c.UserID, &c.RedirectURI, &c.CodeChallenge,
 			&c.CodeChallengeMethod, &c.Nonce, &scopes, &authTime, &created, &expires, &used, &grantRevoked, &accountName,
-			&email, &name)
+			&email, &name, &clientID, &secretHash, &public, &alg)
 	if errors.Is(err, sql.ErrNoRows) {
+		if p.clientID != "" {
+			return nil, errUndecided
+		}
 		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
 	}
 	if err != nil {
 		return nil, s.fail(op, err, "")
+	}
+	if p.clientID != "" {
+		// Credentials, not yet an authenticated client: they must be this
+		// code's app's, or nothing is decided here.
+		if !p.authenticates(c.AppID, clientID, secretHash, public) {
+			return nil, errUndecided
+		}
+		r.AppID, r.PublicClient = c.AppID, false
 	}
 	c.Scopes, c.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
 	c.CreatedDatetime, c.ExpiresDatetime, c.UsedDatetime = fromMicros(created), fromMicros(expires), fromNullMicros(used)
@@ -263,7 +310,7 @@ func (s *Store) exchangeAuthCode(ctx context.Context, tx *tx, code string, r val
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
-	out.UserEmail, out.UserName = email, name
+	out.UserEmail, out.UserName, out.IDTokenAlg = email, name, alg
 	return out, nil
 }
 
@@ -385,7 +432,7 @@ func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes v
 	var out *valet.IssuedTokens
 	var pieceErr error
 	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.refresh(ctx, tx, token, appID, scopes, accessTTL)
+		out, pieceErr = s.refresh(ctx, tx, token, presenter{appID: appID}, scopes, accessTTL)
 		return pieceErr
 	})
 	if err != nil {
@@ -449,36 +496,63 @@ func (s *Store) rotate(ctx context.Context, token string, p presenter, accessTTL
 
 // RefreshAsClient implements valet.OAuthService (see ExchangeAsClient).
 func (s *Store) RefreshAsClient(ctx context.Context, token, clientID, secret string, accessTTL time.Duration) (*valet.IssuedTokens, error) {
-	if s.d == sqliteDialect || clientID == "" || secret == "" || accessTTL <= 0 {
+	const op = "sqlstore.RefreshAsClient"
+	if clientID == "" || secret == "" || accessTTL <= 0 {
 		return nil, nil
 	}
-	out, err := s.rotate(ctx, token, presenter{clientID: clientID, secret: secret}, accessTTL)
-	return out, s.fail("sqlstore.RefreshAsClient", err, "")
+	p := presenter{clientID: clientID, secret: secret}
+	if s.d != sqliteDialect {
+		out, err := s.rotate(ctx, token, p, accessTTL)
+		return out, s.fail(op, err, "")
+	}
+	var out *valet.IssuedTokens
+	var pieceErr error
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		out, pieceErr = s.refresh(ctx, tx, token, p, nil, accessTTL)
+		return pieceErr
+	})
+	if errors.Is(err, errUndecided) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, groupFail(s, op, err, pieceErr)
+	}
+	return out, nil
 }
 
 // refresh is Refresh's transaction. A reused token answers keep(err): the
 // revocation commits.
-func (s *Store) refresh(ctx context.Context, tx *tx, token string, appID int64, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+func (s *Store) refresh(ctx context.Context, tx *tx, token string, p presenter, scopes valet.ScopeSet, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	const op = "sqlstore.Refresh"
 	rt := &valet.RefreshToken{}
-	var stored, accountName string
+	var stored, accountName, clientID, alg string
 	var authTime, familyAt, created, expires, leeway int64
 	var used, revoked, grantRevoked sql.NullInt64
+	var secretHash []byte
+	var public bool
 	err := tx.QueryRowContext(ctx, `SELECT t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes,
 		t.nonce, t.auth_time, t.family_at, t.created_at, t.expires_at, t.used_at, t.revoked_at, g.revoked_at,
-		a.refresh_leeway, ac.name
+		a.refresh_leeway, ac.name, a.client_id, a.secret_hash, a.public, a.id_token_alg
 		FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN apps a ON a.id = g.app_id
 		JOIN accounts ac ON ac.id = g.account_id
 		WHERE t.token_hash = $1`, valet.HashSecret(token)).
 		Scan(&rt.ID, &rt.GrantID, &rt.AppID, &rt.AccountID, &rt.UserID, &rt.CodeID, &stored, &rt.Nonce, &authTime,
-			&familyAt, &created, &expires, &used, &revoked, &grantRevoked, &leeway, &accountName)
+			&familyAt, &created, &expires, &used, &revoked, &grantRevoked, &leeway, &accountName,
+			&clientID, &secretHash, &public, &alg)
 	if errors.Is(err, sql.ErrNoRows) {
+		if p.clientID != "" {
+			return nil, errUndecided
+		}
 		return nil, errorf(op, valet.ENOTFOUND, msgInvalidGrant, err)
 	}
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
-	if rt.AppID != appID {
+	if !p.authenticates(rt.AppID, clientID, secretHash, public) {
+		if p.clientID != "" {
+			// Credentials that are not this token's app's: nothing decided.
+			return nil, errUndecided
+		}
 		// Not a use: the token stays as it was for its own app.
 		return nil, errorf(op, valet.EUNAUTHORIZED, "The refresh token was issued to another client.", nil)
 	}
@@ -543,6 +617,7 @@ func (s *Store) refresh(ctx context.Context, tx *tx, token string, appID int64, 
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
+	out.IDTokenAlg = alg
 	return out, nil
 }
 

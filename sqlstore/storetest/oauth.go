@@ -50,6 +50,7 @@ func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OA
 		{"CodeExpiry", testOAuthCodeExpiry},
 		{"ConcurrentCodeExchange", testOAuthConcurrentCodeExchange},
 		{"ConcurrentRefresh", testOAuthConcurrentRefresh},
+		{"AsClient", testOAuthAsClient},
 		{"RefreshRotation", testOAuthRefreshRotation},
 		{"RefreshReuse", testOAuthRefreshReuse},
 		{"RefreshReuseWiderScope", testOAuthRefreshReuseWiderScope},
@@ -783,4 +784,74 @@ func testOAuthConcurrentRefresh(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	wantAuth(t, s, winner.AccessToken, false)
 	_, err = s.Refresh(ctx, winner.RefreshToken, app.ID, nil, time.Hour)
 	wantCode(t, err, valet.EUNAUTHORIZED)
+}
+
+// testOAuthAsClient: ExchangeAsClient and RefreshAsClient answer for
+// credentials of the code's or token's app, and leave everything else
+// undecided and untouched.
+func testOAuthAsClient(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, secret := newApp(t, s, func(a *valet.App) { a.IDTokenAlg = valet.AlgES256 })
+	other, otherSecret := newApp(t, s, func(a *valet.App) { a.Name = "Other" })
+	public, _ := newApp(t, s, func(a *valet.App) { a.Name = "Public"; a.Public = true })
+	_, code := consentCode(t, f, s, app, "openid email offline tickets:read")
+	r := valet.CodeRedemption{RedirectURI: app.RedirectURIs[0], CodeVerifier: testVerifier}
+
+	for _, c := range []struct{ name, clientID, secret string }{
+		{"wrong secret", app.ClientID, secret + "x"},
+		{"another app", other.ClientID, otherSecret},
+		{"a public app", public.ClientID, secret},
+		{"unknown client", "nobody", secret},
+	} {
+		got, err := s.ExchangeAsClient(ctx, code, c.clientID, c.secret, r, time.Hour)
+		if got != nil || err != nil {
+			t.Fatalf("exchange, %s: %+v, %v; want it undecided", c.name, got, err)
+		}
+	}
+	got, err := s.ExchangeAsClient(ctx, "unknown", app.ClientID, secret, r, time.Hour)
+	if got != nil || err != nil {
+		t.Fatalf("unknown code: %+v, %v", got, err)
+	}
+	issued, err := s.ExchangeAsClient(ctx, code, app.ClientID, secret, r, time.Hour)
+	must(t, err)
+	if issued == nil || issued.RefreshToken == "" {
+		t.Fatalf("the app's own credentials: %+v", issued)
+	}
+	wantEqual(t, issued.AppID, app.ID)
+	wantEqual(t, issued.IDTokenAlg, valet.AlgES256)
+	wantEqual(t, issued.UserEmail, f.owner.Email)
+	wantEqual(t, issued.UserName, f.owner.Name)
+	wantEqual(t, issued.AccountName, "acme")
+	wantAuth(t, s, issued.AccessToken, true)
+
+	for _, c := range []struct{ name, clientID, secret string }{
+		{"wrong secret", app.ClientID, "vcs_wrong"},
+		{"another app", other.ClientID, otherSecret},
+		{"unknown token", app.ClientID, secret},
+	} {
+		token := issued.RefreshToken
+		if c.name == "unknown token" {
+			token = "vrt_unknown"
+		}
+		got, err := s.RefreshAsClient(ctx, token, c.clientID, c.secret, time.Hour)
+		if got != nil || err != nil {
+			t.Fatalf("refresh, %s: %+v, %v; want it undecided", c.name, got, err)
+		}
+	}
+	next, err := s.RefreshAsClient(ctx, issued.RefreshToken, app.ClientID, secret, time.Hour)
+	must(t, err)
+	if next == nil || next.RefreshToken == "" || next.AppID != app.ID || next.Scopes.String() != issued.Scopes.String() {
+		t.Fatalf("rotation with the app's credentials: %+v", next)
+	}
+	wantAuth(t, s, next.AccessToken, true)
+	// The rotated token is reuse: decided here or, undecided, by Refresh.
+	reuse, err := s.RefreshAsClient(ctx, issued.RefreshToken, app.ClientID, secret, time.Hour)
+	if reuse != nil {
+		t.Fatalf("a used token rotated again: %+v", reuse)
+	}
+	if err == nil {
+		_, err = s.Refresh(ctx, issued.RefreshToken, app.ID, nil, time.Hour)
+	}
+	wantCode(t, err, valet.ECONFLICT)
+	wantAuth(t, s, next.AccessToken, false)
 }
