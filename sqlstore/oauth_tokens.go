@@ -96,16 +96,10 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeR
 			return out, s.fail(op, err, "")
 		}
 	}
-	var out *valet.IssuedTokens
-	var pieceErr error
-	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, presenter{appID: r.AppID}, r, accessTTL)
-		return pieceErr
+	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+		return s.exchangeAuthCode(ctx, tx, code, presenter{appID: r.AppID}, r, accessTTL)
 	})
-	if err != nil {
-		return nil, groupFail(s, op, err, pieceErr)
-	}
-	return out, nil
+	return out, err
 }
 
 // presenter is the client a one-statement path checks: an app the server
@@ -215,19 +209,13 @@ func (s *Store) ExchangeAsClient(ctx context.Context, code, clientID, secret str
 		out, err := s.redeem(ctx, code, p, r, accessTTL)
 		return out, s.fail(op, err, "")
 	}
-	var out *valet.IssuedTokens
-	var pieceErr error
-	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.exchangeAuthCode(ctx, tx, code, p, r, accessTTL)
-		return pieceErr
+	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+		return s.exchangeAuthCode(ctx, tx, code, p, r, accessTTL)
 	})
 	if errors.Is(err, errUndecided) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, groupFail(s, op, err, pieceErr)
-	}
-	return out, nil
+	return out, err
 }
 
 // errUndecided is a transaction's answer to credentials that do not
@@ -351,6 +339,21 @@ func (s *Store) codeReplay(ctx context.Context, tx *tx, c *valet.AuthCode) error
 	return keep(errorf(op, valet.ECONFLICT, "The authorization code was already used; its tokens are revoked.", nil))
 }
 
+// groupedIssue runs a piece that issues tokens in a grouped transaction
+// and returns its tokens, or its error as groupFail says.
+func (s *Store) groupedIssue(ctx context.Context, op string, piece func(context.Context, *tx) (*valet.IssuedTokens, error)) (*valet.IssuedTokens, error) {
+	var out *valet.IssuedTokens
+	var pieceErr error
+	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
+		out, pieceErr = piece(ctx, tx)
+		return pieceErr
+	})
+	if err != nil {
+		return nil, groupFail(s, op, err, pieceErr)
+	}
+	return out, nil
+}
+
 // groupFail is the error of a grouped method: its piece's own error as it
 // is (a check's *oidc.Error stays one), anything else (the transaction's
 // begin or commit) as the store's.
@@ -429,16 +432,10 @@ func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes v
 			return out, s.fail(op, err, "")
 		}
 	}
-	var out *valet.IssuedTokens
-	var pieceErr error
-	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.refresh(ctx, tx, token, presenter{appID: appID}, scopes, accessTTL)
-		return pieceErr
+	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+		return s.refresh(ctx, tx, token, presenter{appID: appID}, scopes, accessTTL)
 	})
-	if err != nil {
-		return nil, groupFail(s, op, err, pieceErr)
-	}
-	return out, nil
+	return out, err
 }
 
 // rotateStatement is a refresh grant with nothing to decide in one
@@ -505,19 +502,13 @@ func (s *Store) RefreshAsClient(ctx context.Context, token, clientID, secret str
 		out, err := s.rotate(ctx, token, p, accessTTL)
 		return out, s.fail(op, err, "")
 	}
-	var out *valet.IssuedTokens
-	var pieceErr error
-	err := s.grouped(ctx, func(ctx context.Context, tx *tx) error {
-		out, pieceErr = s.refresh(ctx, tx, token, p, nil, accessTTL)
-		return pieceErr
+	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+		return s.refresh(ctx, tx, token, p, nil, accessTTL)
 	})
 	if errors.Is(err, errUndecided) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, groupFail(s, op, err, pieceErr)
-	}
-	return out, nil
+	return out, err
 }
 
 // refresh is Refresh's transaction. A reused token answers keep(err): the

@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/valethq/valet"
+	"github.com/valethq/valet/sqlstore"
 	"github.com/valethq/valet/sqlstore/sqltest"
 )
 
-// TestPostgresRotate: on PostgreSQL a plain refresh grant takes the
-// one-statement path, and what it stores is what the transaction would
-// have stored; anything needing a decision is left to the transaction
-// untouched.
-func TestPostgresRotate(t *testing.T) {
+// quickFixture is a PostgreSQL store with an account, its owner and a
+// confidential app, and a must that fails the test on an error.
+func quickFixture(t *testing.T) (*sqlstore.Store, *valet.Account, *valet.User, *valet.App, func(error)) {
+	t.Helper()
 	ctx := context.Background()
 	s := sqltest.Postgres(t)
 	must := func(err error) {
@@ -26,13 +26,23 @@ func TestPostgresRotate(t *testing.T) {
 	user := &valet.User{Email: "o@acme.test", Name: "O"}
 	app := &valet.App{Name: "App", RedirectURIs: []string{"https://app.example/cb"},
 		Scopes: valet.ScopeSet{"openid", "offline", "tickets:read"}}
-	other := &valet.App{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: app.Scopes}
 	must(s.CreateAccount(ctx, account))
 	must(s.CreateUser(ctx, user))
 	must(s.AddMember(ctx, account.ID, user.ID, valet.RoleOwner))
 	_, err := s.RegisterApp(ctx, app)
 	must(err)
-	_, err = s.RegisterApp(ctx, other)
+	return s, account, user, app, must
+}
+
+// TestPostgresRotate: on PostgreSQL a plain refresh grant takes the
+// one-statement path, and what it stores is what the transaction would
+// have stored; anything needing a decision is left to the transaction
+// untouched.
+func TestPostgresRotate(t *testing.T) {
+	ctx := context.Background()
+	s, account, user, app, must := quickFixture(t)
+	other := &valet.App{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: app.Scopes}
+	_, err := s.RegisterApp(ctx, other)
 	must(err)
 	g, err := s.Consent(ctx, account.ID, user.ID, app.ID, app.Scopes)
 	must(err)
@@ -121,22 +131,8 @@ func TestPostgresRotate(t *testing.T) {
 // redemption that does not match is left to the transaction untouched.
 func TestPostgresRedeem(t *testing.T) {
 	ctx := context.Background()
-	s := sqltest.Postgres(t)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	account := &valet.Account{Name: "acme", DisplayName: "Acme"}
-	user := &valet.User{Email: "o@acme.test", Name: "O"}
-	app := &valet.App{Name: "App", RedirectURIs: []string{"https://app.example/cb"},
-		Scopes: valet.ScopeSet{"openid", "offline", "tickets:read"}}
-	must(s.CreateAccount(ctx, account))
-	must(s.CreateUser(ctx, user))
-	must(s.AddMember(ctx, account.ID, user.ID, valet.RoleOwner))
-	_, err := s.RegisterApp(ctx, app)
-	must(err)
+	s, account, user, app, must := quickFixture(t)
+	var err error
 	const verifier = "a-verifier-of-forty-three-characters-or-more-0123"
 	code := func(scopes valet.ScopeSet) string {
 		g, err := s.Consent(ctx, account.ID, user.ID, app.ID, scopes)
