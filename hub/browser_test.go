@@ -76,6 +76,11 @@ func TestBrowserHub(t *testing.T) {
 	if !strings.HasPrefix(location(), e.h.URL+"/signin") {
 		t.Fatalf("Sign in with valet went to %s", location())
 	}
+	// The sign-in page is the last of a chain of redirects: wait until its
+	// whole form is there, or a field found early may belong to a page
+	// being replaced (CI once saw "Could not find node with given id").
+	do("helpdesk sign-in page", chromedp.WaitReady(`button[type="submit"]`),
+		chromedp.WaitVisible(chromedp.ID("password")))
 	do("helpdesk sign-in", chromedp.SendKeys(chromedp.ID("email"), e.h.Owner.Email),
 		chromedp.SendKeys(chromedp.ID("password"), helpdesktest.Password),
 		chromedp.Click(chromedp.CSS(`button[type="submit"]`), chromedp.NodeVisible))
