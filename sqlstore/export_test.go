@@ -73,3 +73,32 @@ func (s *Store) ExchangeInTransaction(ctx context.Context, code string, r valet.
 	})
 	return out, err
 }
+
+// BatchCall is one call of a batched one-statement path: the code or
+// refresh token, and the client that presents it (an app ID, or a client
+// ID and secret).
+type BatchCall struct {
+	Secret               string
+	AppID                int64
+	ClientID, ClientPass string
+	Redemption           valet.CodeRedemption
+}
+
+func (s *Store) batchCalls(calls []BatchCall, accessTTL time.Duration) []*issuing {
+	in := make([]*issuing, len(calls))
+	for i, c := range calls {
+		in[i] = s.newIssuing(c.Secret, presenter{appID: c.AppID, clientID: c.ClientID, secret: c.ClientPass}, accessTTL)
+		in[i].r = c.Redemption
+	}
+	return in
+}
+
+// RotateBatch runs refresh grants as one batch (PostgreSQL).
+func (s *Store) RotateBatch(ctx context.Context, calls []BatchCall, accessTTL time.Duration) ([]*valet.IssuedTokens, error) {
+	return s.rotateAll(ctx, s.batchCalls(calls, accessTTL))
+}
+
+// RedeemBatch runs code exchanges as one batch (PostgreSQL).
+func (s *Store) RedeemBatch(ctx context.Context, calls []BatchCall, accessTTL time.Duration) ([]*valet.IssuedTokens, error) {
+	return s.redeemAll(ctx, s.batchCalls(calls, accessTTL))
+}

@@ -222,3 +222,105 @@ func TestPostgresRedeem(t *testing.T) {
 		t.Fatalf("access token of a replayed code: %v", err)
 	}
 }
+
+// TestPostgresBatch: one batch statement decides each of its calls as the
+// statement alone would: the plain ones (by app ID or by client secret)
+// are issued, and a second call of the same secret, a wrong secret or
+// redirect URI, a used or unknown secret are left to their transactions
+// untouched.
+func TestPostgresBatch(t *testing.T) {
+	ctx := context.Background()
+	s, account, user, app, must := quickFixture(t)
+	g, err := s.Consent(ctx, account.ID, user.ID, app.ID, app.Scopes)
+	must(err)
+	secret, err := s.RotateAppSecret(ctx, app.ID)
+	must(err)
+	redirect := app.RedirectURIs[0]
+	newCode := func(verifier string) string {
+		c := &valet.AuthCode{GrantID: g.ID, RedirectURI: redirect, Scopes: app.Scopes}
+		if verifier != "" {
+			c.CodeChallenge, c.CodeChallengeMethod = valet.PKCEChallenge(verifier), "S256"
+		}
+		code, err := s.CreateAuthCode(ctx, c)
+		must(err)
+		return code
+	}
+	byApp := valet.CodeRedemption{AppID: app.ID, RedirectURI: redirect}
+	verifier := "a-verifier-of-enough-length-for-pkce-0123456789"
+	codes := []string{newCode(""), newCode(verifier), newCode(""), newCode("")}
+	_, err = s.ExchangeAuthCode(ctx, codes[3], byApp, time.Hour)
+	must(err)
+
+	got, err := s.RedeemBatch(ctx, []sqlstore.BatchCall{
+		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
+		{Secret: codes[1], ClientID: app.ClientID, ClientPass: secret,
+			Redemption: valet.CodeRedemption{RedirectURI: redirect, CodeVerifier: verifier}},
+		{Secret: codes[2], AppID: app.ID, Redemption: valet.CodeRedemption{AppID: app.ID, RedirectURI: "https://app.example/other"}},
+		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
+		{Secret: codes[2], ClientID: app.ClientID, ClientPass: "wrong", Redemption: byApp},
+		{Secret: codes[3], AppID: app.ID, Redemption: byApp},
+		{Secret: "unknown", AppID: app.ID, Redemption: byApp},
+	}, time.Hour)
+	must(err)
+	for i, want := range []bool{true, true, false, false, false, false, false} {
+		if (got[i] != nil) != want {
+			t.Errorf("redemption %d: issued %v, want %v", i, got[i] != nil, want)
+		}
+	}
+	if got[0] == nil || got[1] == nil {
+		t.FailNow()
+	}
+	for _, issued := range got[:2] {
+		if issued.GrantID != g.ID || issued.AccountName != account.Name || issued.UserEmail != user.Email ||
+			issued.RefreshToken == "" || issued.Scopes.String() != app.Scopes.String() {
+			t.Errorf("redeemed: %+v", issued)
+		}
+		if _, err := s.Authenticate(ctx, issued.AccessToken); err != nil {
+			t.Errorf("access token of a batch: %v", err)
+		}
+	}
+	// The code with the wrong redirect URI and secret was not touched.
+	if _, err := s.ExchangeAuthCode(ctx, codes[2], byApp, time.Hour); err != nil {
+		t.Fatalf("a code left alone by the batch: %v", err)
+	}
+
+	// Refresh tokens: two chains, one used token.
+	used := got[0].RefreshToken
+	_, err = s.Refresh(ctx, used, app.ID, nil, time.Hour)
+	must(err)
+	spare, err := s.ExchangeAuthCode(ctx, newCode(""), byApp, time.Hour)
+	must(err)
+	rotated, err := s.RotateBatch(ctx, []sqlstore.BatchCall{
+		{Secret: got[1].RefreshToken, AppID: app.ID},
+		{Secret: spare.RefreshToken, ClientID: app.ClientID, ClientPass: secret},
+		{Secret: got[1].RefreshToken, AppID: app.ID},
+		{Secret: used, AppID: app.ID},
+		{Secret: "vrt_unknown", ClientID: app.ClientID, ClientPass: secret},
+	}, time.Hour)
+	must(err)
+	for i, want := range []bool{true, true, false, false, false} {
+		if (rotated[i] != nil) != want {
+			t.Errorf("rotation %d: issued %v, want %v", i, rotated[i] != nil, want)
+		}
+	}
+	if rotated[0] == nil || rotated[1] == nil {
+		t.FailNow()
+	}
+	if rotated[0].RefreshToken == rotated[1].RefreshToken || rotated[0].AccessToken == rotated[1].AccessToken {
+		t.Fatal("two rotations of a batch share tokens")
+	}
+	for _, issued := range rotated[:2] {
+		if _, err := s.Authenticate(ctx, issued.AccessToken); err != nil {
+			t.Errorf("access token of a rotation batch: %v", err)
+		}
+		if _, err := s.Refresh(ctx, issued.RefreshToken, app.ID, nil, time.Hour); err != nil {
+			t.Errorf("refresh token of a rotation batch: %v", err)
+		}
+	}
+	// The second call of a token in the batch is reuse, decided by its
+	// transaction: the grant is revoked.
+	_, err = s.Refresh(ctx, got[1].RefreshToken, app.ID, nil, time.Hour)
+	if valet.ErrorCode(err) != valet.ECONFLICT {
+		t.Fatalf("the token rotated by the batch, used again: %v", err)
+	}
+}

@@ -28,6 +28,10 @@ type Store struct {
 	wstmts stmtCache // the writes, prepared on w (SQLite only)
 	group  committer // group commit of the token endpoint's writes (SQLite)
 
+	// rotations and redemptions batch the token endpoint's one-statement
+	// paths (PostgreSQL).
+	rotations, redemptions batchRunner[*issuing, *valet.IssuedTokens]
+
 	// refreshIdle and refreshAbsolute bound refresh tokens
 	// (WithRefreshLifetimes).
 	refreshIdle, refreshAbsolute time.Duration
@@ -91,6 +95,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", s.d.name, err)
 	}
 	s.w, s.r = w, r
+	s.rotations.run, s.redemptions.run = s.rotateAll, s.redeemAll
 	if err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -155,6 +160,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the prepared statements and the connection pools.
 func (s *Store) Close() error {
 	s.group.stop()
+	s.rotations.stop()
+	s.redemptions.stop()
 	errs := []error{s.stmts.close(), s.wstmts.close()}
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
