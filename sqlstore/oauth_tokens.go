@@ -7,8 +7,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/valethq/valet"
 )
 
@@ -124,8 +122,8 @@ const redeemBatch = `WITH r AS (
 	), hit AS (
 		-- Each code first, by its index (see rotateBatch).
 		SELECT r.*, c.id, c.grant_id, g.app_id, g.account_id, g.user_id, c.scopes, c.nonce, c.auth_time,
-			ac.name AS account_name, a.id_token_alg, u.email AS user_email, u.name AS user_name
-		FROM r, LATERAL (SELECT * FROM auth_codes c WHERE c.code_hash = r.code_hash LIMIT 1) c,
+			ac.name AS account_name, a.id_token_alg, u.email AS user_email, u.name AS user_name, c.tid
+		FROM r, LATERAL (SELECT ctid AS tid, * FROM auth_codes c WHERE c.code_hash = r.code_hash LIMIT 1) c,
 			LATERAL (SELECT * FROM grants g WHERE g.id = c.grant_id LIMIT 1) g,
 			LATERAL (SELECT * FROM apps a WHERE a.id = g.app_id LIMIT 1) a,
 			LATERAL (SELECT * FROM accounts ac WHERE ac.id = g.account_id LIMIT 1) ac,
@@ -134,7 +132,7 @@ const redeemBatch = `WITH r AS (
 			AND c.redirect_uri = r.redirect_uri AND c.code_challenge = r.challenge AND c.challenge_method = r.method
 	), c AS (
 		UPDATE auth_codes c SET used_at = $12 FROM hit
-		WHERE c.id = hit.id AND c.used_at IS NULL
+		WHERE c.ctid = hit.tid AND c.used_at IS NULL
 		RETURNING hit.*
 	), access AS (
 		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id)
@@ -148,19 +146,12 @@ const redeemBatch = `WITH r AS (
 	SELECT i, grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, account_name, id_token_alg,
 		user_email, user_name FROM c`
 
-// planEachTime makes PostgreSQL plan a batch statement for the tables as
-// they are when it runs. A plan kept from a connection's first batches
-// would stay whatever suited the tables then: on an empty database, a
-// sequential scan of the token table once per row, which grows with the
-// table (a batch of 32 took 30 ms after 20,000 grants).
-const planEachTime = pgx.QueryExecModeCacheDescribe
-
 // presenterMatches is a batch row's client check: the app the server
-// authenticated (r.client_app, 0 when none), or a confidential client's id and
-// secret hash (r.client_id, ” when none).
+// authenticated (r.client_app, 0 when none), or a confidential client's
+// id and secret hash (r.client_id, empty when none).
 const presenterMatches = `(a.id = r.client_app OR (a.client_id = r.client_id AND a.secret_hash = r.secret_hash AND a.public = 0))`
 
-// presenterColumns are p's values for a batch row's client_app, client_id and
+// columns are p's values for a batch row's client_app, client_id and
 // secret_hash.
 func (p presenter) columns() (int64, string, []byte) {
 	if p.clientID == "" {
@@ -226,7 +217,7 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		c.out.AccessExpires = now.Add(c.out.AccessTokenTTL)
 		access[j], accessExpires[j], refresh[j] = valet.HashSecret(c.out.AccessToken), micros(c.out.AccessExpires), valet.HashSecret(c.out.RefreshToken)
 	}
-	res, err := s.w.QueryContext(ctx, redeemBatch, planEachTime, idx, hashes, appIDs, clientIDs, secretHashes, redirects, challenges,
+	res, err := s.w.QueryContext(ctx, redeemBatch, idx, hashes, appIDs, clientIDs, secretHashes, redirects, challenges,
 		methods, access, accessExpires, refresh, micros(now), micros(now.Add(min(s.refreshIdle, s.refreshAbsolute))))
 	if err != nil {
 		return out, nil // each call decides alone
@@ -512,10 +503,14 @@ const rotateBatch = `WITH r AS (
 			AS r(i, token_hash, client_app, client_id, secret_hash, access_hash, access_expires, refresh_hash)
 	), hit AS (
 		-- Row by row, each table by its key (LIMIT 1 keeps each lookup
-		-- one), whatever the planner thinks of the tables' sizes.
+		-- one), and the token updated where this read found it (ctid), so
+		-- that the plan stays right whatever the tables' sizes: a plan
+		-- made on an empty database, kept by the connection, once scanned
+		-- the whole token table for each row (a batch of 32 took 30 ms
+		-- after 20,000 grants).
 		SELECT r.*, t.id, t.grant_id, g.app_id, g.account_id, g.user_id, t.code_id, t.scopes, t.nonce, t.auth_time,
-			t.family_at, ac.name, a.id_token_alg
-		FROM r, LATERAL (SELECT * FROM refresh_tokens t WHERE t.token_hash = r.token_hash LIMIT 1) t,
+			t.family_at, ac.name, a.id_token_alg, t.tid
+		FROM r, LATERAL (SELECT ctid AS tid, * FROM refresh_tokens t WHERE t.token_hash = r.token_hash LIMIT 1) t,
 			LATERAL (SELECT * FROM grants g WHERE g.id = t.grant_id LIMIT 1) g,
 			LATERAL (SELECT * FROM apps a WHERE a.id = g.app_id LIMIT 1) a,
 			LATERAL (SELECT * FROM accounts ac WHERE ac.id = g.account_id LIMIT 1) ac
@@ -523,7 +518,7 @@ const rotateBatch = `WITH r AS (
 			AND g.revoked_at IS NULL AND ` + presenterMatches + `
 	), old AS (
 		UPDATE refresh_tokens t SET used_at = $9 FROM hit
-		WHERE t.id = hit.id AND t.used_at IS NULL AND t.revoked_at IS NULL
+		WHERE t.ctid = hit.tid AND t.used_at IS NULL AND t.revoked_at IS NULL
 		RETURNING hit.*
 	), access AS (
 		INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
@@ -555,7 +550,7 @@ func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		c.out.AccessExpires = now.Add(c.out.AccessTokenTTL)
 		access[j], accessExpires[j], refresh[j] = valet.HashSecret(c.out.AccessToken), micros(c.out.AccessExpires), valet.HashSecret(c.out.RefreshToken)
 	}
-	res, err := s.w.QueryContext(ctx, rotateBatch, planEachTime, idx, hashes, appIDs, clientIDs, secretHashes, access, accessExpires,
+	res, err := s.w.QueryContext(ctx, rotateBatch, idx, hashes, appIDs, clientIDs, secretHashes, access, accessExpires,
 		refresh, micros(now), micros(now.Add(-s.refreshAbsolute)), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds())
 	if err != nil {
 		return out, nil // each call decides alone
