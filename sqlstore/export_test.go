@@ -93,12 +93,36 @@ func (s *Store) batchCalls(calls []BatchCall, accessTTL time.Duration) []*issuin
 	return in
 }
 
-// RotateBatch runs refresh grants as one batch (PostgreSQL).
+// RotateBatch runs refresh grants as one batch: one statement on
+// PostgreSQL, the committer's group of statements on SQLite.
 func (s *Store) RotateBatch(ctx context.Context, calls []BatchCall, accessTTL time.Duration) ([]*valet.IssuedTokens, error) {
+	if s.d == sqliteDialect {
+		return s.inWriteTx(ctx, func(tx *tx) ([]*valet.IssuedTokens, error) {
+			return tx.rotateRows(ctx, s.batchCalls(calls, accessTTL))
+		})
+	}
 	return s.rotateAll(ctx, s.batchCalls(calls, accessTTL))
 }
 
-// RedeemBatch runs code exchanges as one batch (PostgreSQL).
+// RedeemBatch runs code exchanges as one batch (see RotateBatch).
 func (s *Store) RedeemBatch(ctx context.Context, calls []BatchCall, accessTTL time.Duration) ([]*valet.IssuedTokens, error) {
+	if s.d == sqliteDialect {
+		return s.inWriteTx(ctx, func(tx *tx) ([]*valet.IssuedTokens, error) {
+			return tx.redeemRows(ctx, s.batchCalls(calls, accessTTL))
+		})
+	}
 	return s.redeemAll(ctx, s.batchCalls(calls, accessTTL))
+}
+
+func (s *Store) inWriteTx(ctx context.Context, fn func(*tx) ([]*valet.IssuedTokens, error)) ([]*valet.IssuedTokens, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.rollback()
+	out, err := fn(tx)
+	if err != nil {
+		return nil, err
+	}
+	return out, tx.commit(ctx)
 }

@@ -42,7 +42,23 @@ func keep(err error) error { return keepErr{err} }
 type groupReq struct {
 	ctx  context.Context
 	fn   func(context.Context, *tx) error
+	fast *fastCall // instead of fn
 	done chan error
+}
+
+type fastKind int
+
+const (
+	fastRotation fastKind = iota
+	fastRedemption
+)
+
+// fastCall is a rotation or redemption that the committer runs with the
+// others of its kind in its batch.
+type fastCall struct {
+	kind fastKind
+	call *issuing
+	out  *valet.IssuedTokens // the answer (nil: undecided), set before done
 }
 
 type committer struct {
@@ -78,6 +94,24 @@ func (s *Store) grouped(ctx context.Context, fn func(context.Context, *tx) error
 		}
 		return k.err
 	}
+	return s.submit(&groupReq{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// groupedFast runs one rotation or redemption (fastRotation,
+// fastRedemption) with the others of its kind that queued with it, as one
+// group of statements in the committer's transaction (batch_sqlite.go).
+// It returns nil tokens and no error when the call needs its
+// transaction's decisions.
+func (s *Store) groupedFast(ctx context.Context, kind fastKind, call *issuing) (*valet.IssuedTokens, error) {
+	r := &groupReq{ctx: ctx, fast: &fastCall{kind: kind, call: call}, done: make(chan error, 1)}
+	if err := s.submit(r); err != nil {
+		return nil, err
+	}
+	return r.fast.out, nil
+}
+
+// submit queues r for the committer and waits for its answer.
+func (s *Store) submit(req *groupReq) error {
 	c := &s.group
 	c.mu.Lock()
 	if c.closed {
@@ -90,7 +124,7 @@ func (s *Store) grouped(ctx context.Context, fn func(context.Context, *tx) error
 		go s.runCommitter()
 	})
 	c.mu.Unlock()
-	req := &groupReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	ctx := req.ctx
 	select {
 	case c.reqs <- req:
 	case <-c.quit:
@@ -158,7 +192,18 @@ func (s *Store) commitBatch(batch []*groupReq) {
 		return
 	}
 	defer tx.rollback()
+	for _, kind := range []fastKind{fastRotation, fastRedemption} {
+		if broken := s.runFast(tx, batch, kind, errs, committing); broken != nil {
+			for _, r := range batch {
+				r.done <- broken
+			}
+			return
+		}
+	}
 	for i, r := range batch {
+		if r.fast != nil {
+			continue
+		}
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
@@ -189,6 +234,56 @@ func (s *Store) commitBatch(batch []*groupReq) {
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
+}
+
+// runFast runs the batch's fast calls of one kind as one group of
+// statements in a savepoint of tx, and notes which of them commit. A
+// group that fails is undone and its calls left undecided: each then takes
+// its own transaction. broken reports a group that could not be undone.
+func (s *Store) runFast(tx *tx, batch []*groupReq, kind fastKind, errs []error, committing []bool) (broken error) {
+	var idx []int
+	var calls []*issuing
+	for i, r := range batch {
+		if r.fast == nil || r.fast.kind != kind {
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		idx, calls = append(idx, i), append(calls, r.fast.call)
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT fast`); err != nil {
+		return err
+	}
+	group := *tx
+	group.now = s.now()
+	var out []*valet.IssuedTokens
+	var err error
+	if kind == fastRotation {
+		out, err = group.rotateRows(ctx, calls)
+	} else {
+		out, err = group.redeemRows(ctx, calls)
+	}
+	if err != nil {
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO fast`); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		out = nil
+	}
+	if _, rerr := tx.ExecContext(ctx, `RELEASE fast`); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	for j, i := range idx {
+		if out != nil && out[j] != nil {
+			batch[i].fast.out, committing[i] = out[j], true
+		}
+	}
+	return nil
 }
 
 // runPiece runs one piece in its own savepoint of tx and reports its error

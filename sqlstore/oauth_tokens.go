@@ -88,7 +88,7 @@ func (s *Store) ExchangeAuthCode(ctx context.Context, code string, r valet.CodeR
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
-	if s.d != sqliteDialect && (r.CodeVerifier != "" || !r.PublicClient) {
+	if r.CodeVerifier != "" || !r.PublicClient {
 		out, err := s.redeem(ctx, code, presenter{appID: r.AppID}, r, accessTTL)
 		if err != nil || out != nil {
 			return out, s.fail(op, err, "")
@@ -196,6 +196,9 @@ func batchRows(in []*issuing) (rows []int, out []*valet.IssuedTokens) {
 func (s *Store) redeem(ctx context.Context, code string, p presenter, r valet.CodeRedemption, accessTTL time.Duration) (*valet.IssuedTokens, error) {
 	c := s.newIssuing(code, p, accessTTL)
 	c.r = r
+	if s.d == sqliteDialect {
+		return s.groupedFast(ctx, fastRedemption, c)
+	}
 	return s.redemptions.do(ctx, c)
 }
 
@@ -257,11 +260,11 @@ func (s *Store) ExchangeAsClient(ctx context.Context, code, clientID, secret str
 		return nil, nil
 	}
 	p := presenter{clientID: clientID, secret: secret}
-	if s.d != sqliteDialect {
-		out, err := s.redeem(ctx, code, p, r, accessTTL)
+	out, err := s.redeem(ctx, code, p, r, accessTTL)
+	if err != nil || out != nil || s.d != sqliteDialect {
 		return out, s.fail(op, err, "")
 	}
-	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+	out, err = s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
 		return s.exchangeAuthCode(ctx, tx, code, p, r, accessTTL)
 	})
 	if errors.Is(err, errUndecided) {
@@ -478,7 +481,7 @@ func (s *Store) Refresh(ctx context.Context, token string, appID int64, scopes v
 	if accessTTL <= 0 {
 		return nil, invalid(op, "ttl", "must be positive")
 	}
-	if s.d != sqliteDialect && len(scopes) == 0 {
+	if len(scopes) == 0 {
 		out, err := s.rotate(ctx, token, presenter{appID: appID}, accessTTL)
 		if err != nil || out != nil {
 			return out, s.fail(op, err, "")
@@ -534,6 +537,9 @@ const rotateBatch = `WITH r AS (
 // rotate runs a refresh grant through rotateBatch (PostgreSQL). It returns
 // nil tokens and no error when the token needs refresh's decisions.
 func (s *Store) rotate(ctx context.Context, token string, p presenter, accessTTL time.Duration) (*valet.IssuedTokens, error) {
+	if s.d == sqliteDialect {
+		return s.groupedFast(ctx, fastRotation, s.newIssuing(token, p, accessTTL))
+	}
 	return s.rotations.do(ctx, s.newIssuing(token, p, accessTTL))
 }
 
@@ -583,11 +589,11 @@ func (s *Store) RefreshAsClient(ctx context.Context, token, clientID, secret str
 		return nil, nil
 	}
 	p := presenter{clientID: clientID, secret: secret}
-	if s.d != sqliteDialect {
-		out, err := s.rotate(ctx, token, p, accessTTL)
+	out, err := s.rotate(ctx, token, p, accessTTL)
+	if err != nil || out != nil || s.d != sqliteDialect {
 		return out, s.fail(op, err, "")
 	}
-	out, err := s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
+	out, err = s.groupedIssue(ctx, op, func(ctx context.Context, tx *tx) (*valet.IssuedTokens, error) {
 		return s.refresh(ctx, tx, token, p, nil, accessTTL)
 	})
 	if errors.Is(err, errUndecided) {

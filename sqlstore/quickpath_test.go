@@ -14,8 +14,12 @@ import (
 // confidential app, and a must that fails the test on an error.
 func quickFixture(t *testing.T) (*sqlstore.Store, *valet.Account, *valet.User, *valet.App, func(error)) {
 	t.Helper()
+	return quickFixtureOn(t, sqltest.Postgres(t))
+}
+
+func quickFixtureOn(t *testing.T, s *sqlstore.Store) (*sqlstore.Store, *valet.Account, *valet.User, *valet.App, func(error)) {
+	t.Helper()
 	ctx := context.Background()
-	s := sqltest.Postgres(t)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -34,13 +38,22 @@ func quickFixture(t *testing.T) (*sqlstore.Store, *valet.Account, *valet.User, *
 	return s, account, user, app, must
 }
 
-// TestPostgresRotate: on PostgreSQL a plain refresh grant takes the
-// one-statement path, and what it stores is what the transaction would
+// TestRotate: a plain refresh grant takes the batched path (one
+// statement on PostgreSQL), and what it stores is what the transaction would
 // have stored; anything needing a decision is left to the transaction
 // untouched.
-func TestPostgresRotate(t *testing.T) {
+func TestRotate(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
+	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) { testRotate(t, store.open(t)) })
+	}
+}
+
+func testRotate(t *testing.T, s *sqlstore.Store) {
 	ctx := context.Background()
-	s, account, user, app, must := quickFixture(t)
+	s, account, user, app, must := quickFixtureOn(t, s)
 	other := &valet.App{Name: "Other", RedirectURIs: []string{"https://other.example/cb"}, Scopes: app.Scopes}
 	_, err := s.RegisterApp(ctx, other)
 	must(err)
@@ -126,12 +139,21 @@ func TestPostgresRotate(t *testing.T) {
 	}
 }
 
-// TestPostgresRedeem: on PostgreSQL a matching code exchange takes the
-// one-statement path and stores what the transaction would have; a
+// TestRedeem: a matching code exchange takes the batched path (one
+// statement on PostgreSQL) and stores what the transaction would have; a
 // redemption that does not match is left to the transaction untouched.
-func TestPostgresRedeem(t *testing.T) {
+func TestRedeem(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
+	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) { testRedeem(t, store.open(t)) })
+	}
+}
+
+func testRedeem(t *testing.T, s *sqlstore.Store) {
 	ctx := context.Background()
-	s, account, user, app, must := quickFixture(t)
+	s, account, user, app, must := quickFixtureOn(t, s)
 	var err error
 	const verifier = "a-verifier-of-forty-three-characters-or-more-0123"
 	code := func(scopes valet.ScopeSet) string {
@@ -223,14 +245,23 @@ func TestPostgresRedeem(t *testing.T) {
 	}
 }
 
-// TestPostgresBatch: one batch statement decides each of its calls as the
-// statement alone would: the plain ones (by app ID or by client secret)
-// are issued, and a second call of the same secret, a wrong secret or
-// redirect URI, a used or unknown secret are left to their transactions
-// untouched.
-func TestPostgresBatch(t *testing.T) {
+// TestBatch: a batch (one statement on PostgreSQL, the committer's group
+// of statements on SQLite) decides each of its calls as one alone would:
+// the plain ones (by app ID or by client secret) are issued, and a second
+// call of the same secret, a wrong secret or redirect URI, a used or
+// unknown secret are left to their transactions untouched.
+func TestBatch(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
+	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) { testBatch(t, store.open(t)) })
+	}
+}
+
+func testBatch(t *testing.T, s *sqlstore.Store) {
 	ctx := context.Background()
-	s, account, user, app, must := quickFixture(t)
+	s, account, user, app, must := quickFixtureOn(t, s)
 	g, err := s.Consent(ctx, account.ID, user.ID, app.ID, app.Scopes)
 	must(err)
 	secret, err := s.RotateAppSecret(ctx, app.ID)
@@ -251,22 +282,25 @@ func TestPostgresBatch(t *testing.T) {
 	_, err = s.ExchangeAuthCode(ctx, codes[3], byApp, time.Hour)
 	must(err)
 
+	// The matching calls come after others, and a second call of a code
+	// after its first: the answers are by call, not by row order.
 	got, err := s.RedeemBatch(ctx, []sqlstore.BatchCall{
-		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
-		{Secret: codes[1], ClientID: app.ClientID, ClientPass: secret,
-			Redemption: valet.CodeRedemption{RedirectURI: redirect, CodeVerifier: verifier}},
-		{Secret: codes[2], AppID: app.ID, Redemption: valet.CodeRedemption{AppID: app.ID, RedirectURI: "https://app.example/other"}},
-		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
-		{Secret: codes[2], ClientID: app.ClientID, ClientPass: "wrong", Redemption: byApp},
 		{Secret: codes[3], AppID: app.ID, Redemption: byApp},
 		{Secret: "unknown", AppID: app.ID, Redemption: byApp},
+		{Secret: codes[2], AppID: app.ID, Redemption: valet.CodeRedemption{AppID: app.ID, RedirectURI: "https://app.example/other"}},
+		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
+		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
+		{Secret: codes[2], ClientID: app.ClientID, ClientPass: "wrong", Redemption: byApp},
+		{Secret: codes[1], ClientID: app.ClientID, ClientPass: secret,
+			Redemption: valet.CodeRedemption{RedirectURI: redirect, CodeVerifier: verifier}},
 	}, time.Hour)
 	must(err)
-	for i, want := range []bool{true, true, false, false, false, false, false} {
+	for i, want := range []bool{false, false, false, true, false, false, true} {
 		if (got[i] != nil) != want {
 			t.Errorf("redemption %d: issued %v, want %v", i, got[i] != nil, want)
 		}
 	}
+	got = []*valet.IssuedTokens{got[3], got[6]}
 	if got[0] == nil || got[1] == nil {
 		t.FailNow()
 	}
@@ -291,18 +325,19 @@ func TestPostgresBatch(t *testing.T) {
 	spare, err := s.ExchangeAuthCode(ctx, newCode(""), byApp, time.Hour)
 	must(err)
 	rotated, err := s.RotateBatch(ctx, []sqlstore.BatchCall{
-		{Secret: got[1].RefreshToken, AppID: app.ID},
-		{Secret: spare.RefreshToken, ClientID: app.ClientID, ClientPass: secret},
-		{Secret: got[1].RefreshToken, AppID: app.ID},
 		{Secret: used, AppID: app.ID},
 		{Secret: "vrt_unknown", ClientID: app.ClientID, ClientPass: secret},
+		{Secret: got[1].RefreshToken, AppID: app.ID},
+		{Secret: got[1].RefreshToken, AppID: app.ID},
+		{Secret: spare.RefreshToken, ClientID: app.ClientID, ClientPass: secret},
 	}, time.Hour)
 	must(err)
-	for i, want := range []bool{true, true, false, false, false} {
+	for i, want := range []bool{false, false, true, false, true} {
 		if (rotated[i] != nil) != want {
 			t.Errorf("rotation %d: issued %v, want %v", i, rotated[i] != nil, want)
 		}
 	}
+	rotated = []*valet.IssuedTokens{rotated[2], rotated[4]}
 	if rotated[0] == nil || rotated[1] == nil {
 		t.FailNow()
 	}
