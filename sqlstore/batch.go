@@ -28,7 +28,8 @@ const batchMax = 64
 // batchWorkers is how many batches of one kind run at a time by default:
 // one per two cores. More statements in flight make smaller batches, and
 // on two cores PostgreSQL's backends then take the CPU the HTTP side
-// needs (one worker: 7,000 refresh grants/s at 64 clients, two: 6,100).
+// needs (bench/oauth, refresh grants/s at 16 and 64 clients: one worker
+// 7,000 and 9,300, two 4,800 and 8,300).
 func batchWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // batchRunner runs calls of one batch function together.
