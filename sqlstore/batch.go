@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // Batched one-statement paths on PostgreSQL.
@@ -18,12 +19,19 @@ import (
 // company: an idle batchRunner takes a lone call at once, and several
 // statements may run in parallel (batchWorkers).
 //
-// A batch is all or nothing like any statement; when it fails, each member
-// learns nothing was decided and takes its own transaction, which says
-// what is wrong with it alone.
+// A batch is all or nothing like any statement, and its failure is every
+// member's error (a server error; the client may retry). Members do not
+// fall back to their own transactions then: a statement whose answer was
+// lost (a dropped connection) may have committed, and a member would find
+// its token used and take itself for a replay, revoking its own grant.
 
 // batchMax bounds a batch, and so the wait of its last member.
 const batchMax = 64
+
+// batchTimeout bounds a batch's statement. A batch runs on behalf of all
+// its members, so no member's context may cancel it; a statement that
+// hangs (a lost connection) fails after this, with its members.
+const batchTimeout = 10 * time.Second
 
 // batchWorkers is how many batches of one kind run at a time by default:
 // one per two cores. More statements in flight make smaller batches, and
@@ -126,7 +134,9 @@ func (b *batchRunner[In, Out]) work() {
 		if len(live) == 0 {
 			continue
 		}
-		out, err := b.run(context.WithoutCancel(live[0].ctx), in)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), batchTimeout)
+		out, err := b.run(ctx, in)
+		cancel()
 		for i, c := range live {
 			if err != nil {
 				c.err = err

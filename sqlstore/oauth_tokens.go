@@ -146,6 +146,9 @@ const redeemBatch = `WITH r AS (
 	SELECT i, grant_id, app_id, account_id, user_id, scopes, nonce, auth_time, account_name, id_token_alg,
 		user_email, user_name FROM c`
 
+// errBatchRow is a batch statement's row that names no call of the batch.
+var errBatchRow = errors.New("sqlstore: a batch answered a row of no call")
+
 // presenterMatches is a batch row's client check: the app the server
 // authenticated (r.client_app, 0 when none), or a confidential client's
 // id and secret hash (r.client_id, empty when none).
@@ -223,7 +226,7 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 	res, err := s.w.QueryContext(ctx, redeemBatch, idx, hashes, appIDs, clientIDs, secretHashes, redirects, challenges,
 		methods, access, accessExpires, refresh, micros(now), micros(now.Add(min(s.refreshIdle, s.refreshAbsolute))))
 	if err != nil {
-		return out, nil // each call decides alone
+		return nil, err
 	}
 	defer res.Close()
 	for res.Next() {
@@ -232,8 +235,11 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		var authTime int64
 		t := &valet.IssuedTokens{}
 		if err := res.Scan(&i, &t.GrantID, &t.AppID, &t.AccountID, &t.UserID, &scopes, &t.Nonce, &authTime,
-			&t.AccountName, &t.IDTokenAlg, &t.UserEmail, &t.UserName); err != nil || i < 0 || i >= len(in) {
-			return make([]*valet.IssuedTokens, len(in)), nil
+			&t.AccountName, &t.IDTokenAlg, &t.UserEmail, &t.UserName); err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= len(in) {
+			return nil, errBatchRow
 		}
 		c := in[i].out
 		t.AccessToken, t.AccessExpires, t.AccessTokenTTL, t.RefreshToken = c.AccessToken, c.AccessExpires, c.AccessTokenTTL, c.RefreshToken
@@ -243,8 +249,8 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		}
 		out[i] = t
 	}
-	if res.Err() != nil {
-		return make([]*valet.IssuedTokens, len(in)), nil
+	if err := res.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -559,7 +565,7 @@ func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 	res, err := s.w.QueryContext(ctx, rotateBatch, idx, hashes, appIDs, clientIDs, secretHashes, access, accessExpires,
 		refresh, micros(now), micros(now.Add(-s.refreshAbsolute)), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds())
 	if err != nil {
-		return out, nil // each call decides alone
+		return nil, err
 	}
 	defer res.Close()
 	for res.Next() {
@@ -568,16 +574,19 @@ func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		var authTime int64
 		t := &valet.IssuedTokens{}
 		if err := res.Scan(&i, &t.GrantID, &t.AppID, &t.AccountID, &t.UserID, &scopes, &t.Nonce, &authTime,
-			&t.AccountName, &t.IDTokenAlg); err != nil || i < 0 || i >= len(in) {
-			return make([]*valet.IssuedTokens, len(in)), nil
+			&t.AccountName, &t.IDTokenAlg); err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= len(in) {
+			return nil, errBatchRow
 		}
 		c := in[i].out
 		t.AccessToken, t.AccessExpires, t.AccessTokenTTL, t.RefreshToken = c.AccessToken, c.AccessExpires, c.AccessTokenTTL, c.RefreshToken
 		t.Scopes, t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
 		out[i] = t
 	}
-	if res.Err() != nil {
-		return make([]*valet.IssuedTokens, len(in)), nil
+	if err := res.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

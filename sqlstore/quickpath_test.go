@@ -352,6 +352,14 @@ func testBatch(t *testing.T, s *sqlstore.Store) {
 			t.Errorf("refresh token of a rotation batch: %v", err)
 		}
 	}
+	// A batch that fails is every member's error, not a decision left to
+	// their transactions (which could take a committed batch for a replay).
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if out, err := s.RotateBatch(canceled, []sqlstore.BatchCall{{Secret: rotated[0].RefreshToken, AppID: app.ID}},
+		time.Hour); err == nil {
+		t.Fatalf("a failed batch answered %v, no error", out)
+	}
 	// The second call of a token in the batch is reuse, decided by its
 	// transaction: the grant is revoked.
 	_, err = s.Refresh(ctx, got[1].RefreshToken, app.ID, nil, time.Hour)
