@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"strconv"
 	"strings"
 
 	"github.com/valethq/valet"
@@ -22,6 +21,10 @@ import (
 // undecided (reuse, a wrong client, an expired token…) takes its own
 // transaction, which says what is wrong. Inside the writer's transaction
 // nothing changes between the read and the writes.
+//
+// The placeholders are numbered ($N, params), never the dialect's bare ?
+// (bulkParams): SQLite gives a ? the number after the highest one before
+// it, so an IN list of ? ahead of $1 would take $1's value.
 
 // rotateRows rotates the plain refresh tokens among in; out[i] is nil for
 // a call left undecided.
@@ -50,7 +53,7 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		t.code_id, t.scopes, t.nonce, t.auth_time, t.family_at, ac.name, a.id_token_alg, a.client_id, a.secret_hash, a.public
 		FROM refresh_tokens t CROSS JOIN grants g ON g.id = t.grant_id CROSS JOIN accounts ac ON ac.id = g.account_id
 		CROSS JOIN apps a ON a.id = g.app_id
-		WHERE t.token_hash IN (`+numberedParams(3, len(hashes))+`) AND t.used_at IS NULL AND t.revoked_at IS NULL
+		WHERE t.token_hash IN (`+params(3, len(hashes))+`) AND t.used_at IS NULL AND t.revoked_at IS NULL
 			AND +t.expires_at > $1 AND t.family_at > $2 AND g.revoked_at IS NULL`,
 		append([]any{now, cut}, hashes...)...)
 	if err != nil {
@@ -92,18 +95,7 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 			t.Nonce, micros(t.AuthTime), f.familyAt, now, expires)
 		out[i] = &t
 	}
-	if len(used) == 0 {
-		return out, nil
-	}
-	if err := tx.markUsed(ctx, "refresh_tokens", used); err != nil {
-		return nil, err
-	}
-	if err := tx.insertRows(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at,
-		code_id, refresh_id) VALUES `, 7, access); err != nil {
-		return nil, err
-	}
-	if err := tx.insertRows(ctx, `INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes, nonce,
-		auth_time, family_at, created_at, expires_at) VALUES `, 10, refresh); err != nil {
+	if err := tx.storeIssued(ctx, "refresh_tokens", used, access, refresh); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -132,7 +124,7 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		u.email, u.name, a.client_id, a.secret_hash, a.public
 		FROM auth_codes c CROSS JOIN grants g ON g.id = c.grant_id CROSS JOIN accounts ac ON ac.id = g.account_id
 		CROSS JOIN apps a ON a.id = g.app_id CROSS JOIN users u ON u.id = g.user_id
-		WHERE c.code_hash IN (`+numberedParams(2, len(hashes))+`) AND c.used_at IS NULL AND +c.expires_at > $1
+		WHERE c.code_hash IN (`+params(2, len(hashes))+`) AND c.used_at IS NULL AND +c.expires_at > $1
 			AND g.revoked_at IS NULL`,
 		append([]any{now}, hashes...)...)
 	if err != nil {
@@ -179,21 +171,8 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		}
 		out[i] = &t
 	}
-	if len(used) == 0 {
-		return out, nil
-	}
-	if err := tx.markUsed(ctx, "auth_codes", used); err != nil {
+	if err := tx.storeIssued(ctx, "auth_codes", used, access, refresh); err != nil {
 		return nil, err
-	}
-	if err := tx.insertRows(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at,
-		code_id, refresh_id) VALUES `, 7, access); err != nil {
-		return nil, err
-	}
-	if len(refresh) > 0 {
-		if err := tx.insertRows(ctx, `INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes,
-			nonce, auth_time, family_at, created_at, expires_at) VALUES `, 10, refresh); err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
@@ -207,11 +186,26 @@ func sameChallenge(challenge, method, verifier string) bool {
 	return method == "S256" && challenge == valet.PKCEChallenge(verifier)
 }
 
-// markUsed sets used_at of the rows of table with the ids given.
-func (tx *tx) markUsed(ctx context.Context, table string, ids []any) error {
-	_, err := tx.ExecContext(ctx, `UPDATE `+table+` SET used_at = $1 WHERE id IN (`+numberedParams(2, len(ids))+`)`,
-		append([]any{micros(tx.now)}, ids...)...)
-	return err
+// storeIssued marks the rows of table (refresh_tokens or auth_codes) with
+// the ids in used as used, and inserts the access tokens and refresh
+// tokens issued for them: 7 and 10 values a row, as the inserts list them.
+func (tx *tx) storeIssued(ctx context.Context, table string, used, access, refresh []any) error {
+	if len(used) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET used_at = $1 WHERE id IN (`+params(2, len(used))+`)`,
+		append([]any{micros(tx.now)}, used...)...); err != nil {
+		return err
+	}
+	if err := tx.insertRows(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at,
+		code_id, refresh_id) VALUES `, 7, access); err != nil {
+		return err
+	}
+	if len(refresh) == 0 {
+		return nil
+	}
+	return tx.insertRows(ctx, `INSERT INTO refresh_tokens (token_hash, grant_id, code_id, parent_id, scopes, nonce,
+		auth_time, family_at, created_at, expires_at) VALUES `, 10, refresh)
 }
 
 // insertRows runs insert (ending in VALUES) for the rows in values, n
@@ -223,24 +217,10 @@ func (tx *tx) insertRows(ctx context.Context, insert string, n int, values []any
 		if r > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(" + numberedParams(1+r*n, n) + ")")
+		b.WriteString("(" + params(1+r*n, n) + ")")
 	}
 	_, err := tx.ExecContext(ctx, b.String(), values...)
 	return err
-}
-
-// numberedParams returns $from..$from+n-1, comma-separated: numbered, so
-// that they mix with the statement's other $N (SQLite numbers a bare ?
-// after the highest number before it, not by its position in the list).
-func numberedParams(from, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("$" + strconv.Itoa(from+i))
-	}
-	return b.String()
 }
 
 func closeRows(res *sql.Rows) error {
