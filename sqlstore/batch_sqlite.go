@@ -84,16 +84,14 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		if f == nil || !c.p.authenticates(f.t.AppID, f.clientID, f.secretHash, f.public) {
 			continue
 		}
-		t := f.t
-		t.AccessToken, t.RefreshToken, t.AccessTokenTTL = c.out.AccessToken, c.out.RefreshToken, c.out.AccessTokenTTL
-		t.AccessExpires = tx.now.Add(t.AccessTokenTTL)
+		t := c.issued(&f.t, tx.now)
 		expires := min(micros(tx.now.Add(tx.s.refreshIdle)), f.familyAt+tx.s.refreshAbsolute.Microseconds())
 		used = append(used, f.id)
 		access = append(access, valet.HashSecret(t.AccessToken), t.GrantID, t.Scopes.String(), now,
 			micros(t.AccessExpires), f.codeID, f.id)
 		refresh = append(refresh, valet.HashSecret(t.RefreshToken), t.GrantID, f.codeID, f.id, t.Scopes.String(),
 			t.Nonce, micros(t.AuthTime), f.familyAt, now, expires)
-		out[i] = &t
+		out[i] = t
 	}
 	if err := tx.storeIssued(ctx, "refresh_tokens", used, access, refresh); err != nil {
 		return nil, err
@@ -157,9 +155,7 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 			f.redirectURI != c.r.RedirectURI || !sameChallenge(f.challenge, f.method, c.r.CodeVerifier) {
 			continue
 		}
-		t := f.t
-		t.AccessToken, t.RefreshToken, t.AccessTokenTTL = c.out.AccessToken, c.out.RefreshToken, c.out.AccessTokenTTL
-		t.AccessExpires = tx.now.Add(t.AccessTokenTTL)
+		t := c.issued(&f.t, tx.now)
 		used = append(used, f.id)
 		access = append(access, valet.HashSecret(t.AccessToken), t.GrantID, t.Scopes.String(), now,
 			micros(t.AccessExpires), f.id, nil)
@@ -169,7 +165,7 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		} else {
 			t.RefreshToken = ""
 		}
-		out[i] = &t
+		out[i] = t
 	}
 	if err := tx.storeIssued(ctx, "auth_codes", used, access, refresh); err != nil {
 		return nil, err

@@ -164,23 +164,31 @@ func (p presenter) columns() (int64, string, []byte) {
 }
 
 // issuing is one call of a batched one-statement path: the secret it
-// presents (code or refresh token), its client, and its answer's new
-// tokens, drawn by the caller.
+// presents (code or refresh token), its client, and the new tokens its
+// answer gets, drawn by the caller.
 type issuing struct {
-	hash []byte
-	p    presenter
-	r    valet.CodeRedemption // for a code
-	out  *valet.IssuedTokens
+	hash                      []byte
+	p                         presenter
+	r                         valet.CodeRedemption // for a code
+	accessToken, refreshToken string
+	accessTTL                 time.Duration
 }
 
 func (s *Store) newIssuing(secret string, p presenter, accessTTL time.Duration) *issuing {
-	return &issuing{hash: valet.HashSecret(secret), p: p, out: &valet.IssuedTokens{AccessTokenTTL: accessTTL,
-		AccessToken: valet.NewSecret(valet.PrefixAccessToken), RefreshToken: valet.NewSecret(valet.PrefixRefreshToken)}}
+	return &issuing{hash: valet.HashSecret(secret), p: p, accessTTL: accessTTL,
+		accessToken: valet.NewSecret(valet.PrefixAccessToken), refreshToken: valet.NewSecret(valet.PrefixRefreshToken)}
 }
 
-// batchRows is what a batch statement's arrays are built from: the calls
-// that take part (the first of each secret; a later one is left to its
-// transaction, which sees the first one's use), by their index.
+// issued is t, what the batch read for c, with c's new tokens issued now.
+func (c *issuing) issued(t *valet.IssuedTokens, now time.Time) *valet.IssuedTokens {
+	t.AccessToken, t.RefreshToken, t.AccessTokenTTL = c.accessToken, c.refreshToken, c.accessTTL
+	t.AccessExpires = now.Add(c.accessTTL)
+	return t
+}
+
+// batchRows is what a batch is built from: the calls that take part (the
+// first of each secret; a later one is left to its transaction, which
+// sees the first one's use), by their index, and the answers to fill.
 func batchRows(in []*issuing) (rows []int, out []*valet.IssuedTokens) {
 	out = make([]*valet.IssuedTokens, len(in))
 	seen := make(map[string]bool, len(in))
@@ -191,6 +199,30 @@ func batchRows(in []*issuing) (rows []int, out []*valet.IssuedTokens) {
 		}
 	}
 	return rows, out
+}
+
+// batchColumns are the arrays both batch statements take, an element per
+// row: the call's index, its secret's hash, its client, and the hashes
+// and expiry of the tokens it would get.
+type batchColumns struct {
+	idx, clientApps, accessExpires        []int64
+	hashes, secretHashes, access, refresh [][]byte
+	clientIDs                             []string
+}
+
+func newBatchColumns(in []*issuing, rows []int, now time.Time) batchColumns {
+	n := len(rows)
+	b := batchColumns{idx: make([]int64, n), clientApps: make([]int64, n), accessExpires: make([]int64, n),
+		hashes: make([][]byte, n), secretHashes: make([][]byte, n), access: make([][]byte, n),
+		refresh: make([][]byte, n), clientIDs: make([]string, n)}
+	for j, i := range rows {
+		c := in[i]
+		b.idx[j], b.hashes[j] = int64(i), c.hash
+		b.clientApps[j], b.clientIDs[j], b.secretHashes[j] = c.p.columns()
+		b.access[j], b.accessExpires[j] = valet.HashSecret(c.accessToken), micros(now.Add(c.accessTTL))
+		b.refresh[j] = valet.HashSecret(c.refreshToken)
+	}
+	return b
 }
 
 // redeem runs a code exchange through the redeemBatch (PostgreSQL). It
@@ -208,23 +240,17 @@ func (s *Store) redeem(ctx context.Context, code string, p presenter, r valet.Co
 func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTokens, error) {
 	now := s.now()
 	rows, out := batchRows(in)
-	n := len(rows)
-	idx, hashes, appIDs, clientIDs, secretHashes := make([]int64, n), make([][]byte, n), make([]int64, n), make([]string, n), make([][]byte, n)
-	redirects, challenges, methods := make([]string, n), make([]string, n), make([]string, n)
-	access, accessExpires, refresh := make([][]byte, n), make([]int64, n), make([][]byte, n)
+	b := newBatchColumns(in, rows, now)
+	redirects, challenges, methods := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
 	for j, i := range rows {
-		c := in[i]
-		idx[j], hashes[j] = int64(i), c.hash
-		appIDs[j], clientIDs[j], secretHashes[j] = c.p.columns()
-		redirects[j] = c.r.RedirectURI
-		if c.r.CodeVerifier != "" {
-			challenges[j], methods[j] = valet.PKCEChallenge(c.r.CodeVerifier), "S256"
+		redirects[j] = in[i].r.RedirectURI
+		if v := in[i].r.CodeVerifier; v != "" {
+			challenges[j], methods[j] = valet.PKCEChallenge(v), "S256"
 		}
-		c.out.AccessExpires = now.Add(c.out.AccessTokenTTL)
-		access[j], accessExpires[j], refresh[j] = valet.HashSecret(c.out.AccessToken), micros(c.out.AccessExpires), valet.HashSecret(c.out.RefreshToken)
 	}
-	res, err := s.w.QueryContext(ctx, redeemBatch, idx, hashes, appIDs, clientIDs, secretHashes, redirects, challenges,
-		methods, access, accessExpires, refresh, micros(now), micros(now.Add(min(s.refreshIdle, s.refreshAbsolute))))
+	res, err := s.w.QueryContext(ctx, redeemBatch, b.idx, b.hashes, b.clientApps, b.clientIDs, b.secretHashes, redirects,
+		challenges, methods, b.access, b.accessExpires, b.refresh, micros(now),
+		micros(now.Add(min(s.refreshIdle, s.refreshAbsolute))))
 	if err != nil {
 		return nil, err
 	}
@@ -241,18 +267,13 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		if i < 0 || i >= len(in) {
 			return nil, errBatchRow
 		}
-		c := in[i].out
-		t.AccessToken, t.AccessExpires, t.AccessTokenTTL, t.RefreshToken = c.AccessToken, c.AccessExpires, c.AccessTokenTTL, c.RefreshToken
+		out[i] = in[i].issued(t, now)
 		t.Scopes, t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
 		if !t.Scopes.Has(valet.ScopeOffline) {
 			t.RefreshToken = "" // the statement stored none
 		}
-		out[i] = t
 	}
-	if err := res.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out, res.Err()
 }
 
 // ExchangeAsClient implements valet.OAuthService. On PostgreSQL it is
@@ -552,18 +573,10 @@ func (s *Store) rotate(ctx context.Context, token string, p presenter, accessTTL
 func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTokens, error) {
 	now := s.now()
 	rows, out := batchRows(in)
-	n := len(rows)
-	idx, hashes, appIDs, clientIDs, secretHashes := make([]int64, n), make([][]byte, n), make([]int64, n), make([]string, n), make([][]byte, n)
-	access, accessExpires, refresh := make([][]byte, n), make([]int64, n), make([][]byte, n)
-	for j, i := range rows {
-		c := in[i]
-		idx[j], hashes[j] = int64(i), c.hash
-		appIDs[j], clientIDs[j], secretHashes[j] = c.p.columns()
-		c.out.AccessExpires = now.Add(c.out.AccessTokenTTL)
-		access[j], accessExpires[j], refresh[j] = valet.HashSecret(c.out.AccessToken), micros(c.out.AccessExpires), valet.HashSecret(c.out.RefreshToken)
-	}
-	res, err := s.w.QueryContext(ctx, rotateBatch, idx, hashes, appIDs, clientIDs, secretHashes, access, accessExpires,
-		refresh, micros(now), micros(now.Add(-s.refreshAbsolute)), micros(now.Add(s.refreshIdle)), s.refreshAbsolute.Microseconds())
+	b := newBatchColumns(in, rows, now)
+	res, err := s.w.QueryContext(ctx, rotateBatch, b.idx, b.hashes, b.clientApps, b.clientIDs, b.secretHashes, b.access,
+		b.accessExpires, b.refresh, micros(now), micros(now.Add(-s.refreshAbsolute)), micros(now.Add(s.refreshIdle)),
+		s.refreshAbsolute.Microseconds())
 	if err != nil {
 		return nil, err
 	}
@@ -580,15 +593,10 @@ func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 		if i < 0 || i >= len(in) {
 			return nil, errBatchRow
 		}
-		c := in[i].out
-		t.AccessToken, t.AccessExpires, t.AccessTokenTTL, t.RefreshToken = c.AccessToken, c.AccessExpires, c.AccessTokenTTL, c.RefreshToken
+		out[i] = in[i].issued(t, now)
 		t.Scopes, t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
-		out[i] = t
 	}
-	if err := res.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out, res.Err()
 }
 
 // RefreshAsClient implements valet.OAuthService (see ExchangeAsClient).

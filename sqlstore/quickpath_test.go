@@ -38,17 +38,23 @@ func quickFixtureOn(t *testing.T, s *sqlstore.Store) (*sqlstore.Store, *valet.Ac
 	return s, account, user, app, must
 }
 
+// onBothStores runs test on a new SQLite store and, when
+// VALET_TEST_POSTGRES is set, a new PostgreSQL one.
+func onBothStores(t *testing.T, test func(*testing.T, *sqlstore.Store)) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
+	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) { test(t, store.open(t)) })
+	}
+}
+
 // TestRotate: a plain refresh grant takes the batched path (one
 // statement on PostgreSQL), and what it stores is what the transaction would
 // have stored; anything needing a decision is left to the transaction
 // untouched.
 func TestRotate(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
-	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
-		t.Run(store.name, func(t *testing.T) { testRotate(t, store.open(t)) })
-	}
+	onBothStores(t, testRotate)
 }
 
 func testRotate(t *testing.T, s *sqlstore.Store) {
@@ -143,12 +149,7 @@ func testRotate(t *testing.T, s *sqlstore.Store) {
 // statement on PostgreSQL) and stores what the transaction would have; a
 // redemption that does not match is left to the transaction untouched.
 func TestRedeem(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
-	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
-		t.Run(store.name, func(t *testing.T) { testRedeem(t, store.open(t)) })
-	}
+	onBothStores(t, testRedeem)
 }
 
 func testRedeem(t *testing.T, s *sqlstore.Store) {
@@ -251,12 +252,7 @@ func testRedeem(t *testing.T, s *sqlstore.Store) {
 // call of the same secret, a wrong secret or redirect URI, a used or
 // unknown secret are left to their transactions untouched.
 func TestBatch(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB, ...sqlstore.Option) *sqlstore.Store
-	}{{"sqlite", sqltest.SQLite}, {"postgres", sqltest.Postgres}} {
-		t.Run(store.name, func(t *testing.T) { testBatch(t, store.open(t)) })
-	}
+	onBothStores(t, testBatch)
 }
 
 func testBatch(t *testing.T, s *sqlstore.Store) {
@@ -278,7 +274,7 @@ func testBatch(t *testing.T, s *sqlstore.Store) {
 	}
 	byApp := valet.CodeRedemption{AppID: app.ID, RedirectURI: redirect}
 	verifier := "a-verifier-of-enough-length-for-pkce-0123456789"
-	codes := []string{newCode(""), newCode(verifier), newCode(""), newCode("")}
+	codes := []string{newCode(""), newCode(verifier), newCode(""), newCode(""), newCode(verifier), newCode(verifier)}
 	_, err = s.ExchangeAuthCode(ctx, codes[3], byApp, time.Hour)
 	must(err)
 
@@ -291,16 +287,19 @@ func testBatch(t *testing.T, s *sqlstore.Store) {
 		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
 		{Secret: codes[0], AppID: app.ID, Redemption: byApp},
 		{Secret: codes[2], ClientID: app.ClientID, ClientPass: "wrong", Redemption: byApp},
+		{Secret: codes[4], AppID: app.ID, Redemption: byApp}, // issued with a challenge, no verifier
+		{Secret: codes[5], AppID: app.ID, Redemption: valet.CodeRedemption{AppID: app.ID, RedirectURI: redirect,
+			CodeVerifier: verifier + "-wrong"}},
 		{Secret: codes[1], ClientID: app.ClientID, ClientPass: secret,
 			Redemption: valet.CodeRedemption{RedirectURI: redirect, CodeVerifier: verifier}},
 	}, time.Hour)
 	must(err)
-	for i, want := range []bool{false, false, false, true, false, false, true} {
+	for i, want := range []bool{false, false, false, true, false, false, false, false, true} {
 		if (got[i] != nil) != want {
 			t.Errorf("redemption %d: issued %v, want %v", i, got[i] != nil, want)
 		}
 	}
-	got = []*valet.IssuedTokens{got[3], got[6]}
+	got = []*valet.IssuedTokens{got[3], got[8]}
 	if got[0] == nil || got[1] == nil {
 		t.FailNow()
 	}
@@ -313,9 +312,16 @@ func testBatch(t *testing.T, s *sqlstore.Store) {
 			t.Errorf("access token of a batch: %v", err)
 		}
 	}
-	// The code with the wrong redirect URI and secret was not touched.
+	// The codes with the wrong redirect URI and secret, and with the wrong
+	// or no verifier, were not touched.
 	if _, err := s.ExchangeAuthCode(ctx, codes[2], byApp, time.Hour); err != nil {
 		t.Fatalf("a code left alone by the batch: %v", err)
+	}
+	withVerifier := valet.CodeRedemption{AppID: app.ID, RedirectURI: redirect, CodeVerifier: verifier}
+	for _, code := range codes[4:6] {
+		if _, err := s.ExchangeAuthCode(ctx, code, withVerifier, time.Hour); err != nil {
+			t.Fatalf("a code with a challenge left alone by the batch: %v", err)
+		}
 	}
 
 	// Refresh tokens: two chains, one used token.
