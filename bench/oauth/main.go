@@ -253,6 +253,7 @@ type caseResult struct {
 	FirstErrors []string
 	Share       float64 // of the ceiling at the same concurrency; -1 unknown
 	Note        string
+	CPU         cpuUse // over the measured windows
 }
 
 func (r *report) print(w io.Writer) {
@@ -267,6 +268,8 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "- valet: %s\n", r.Valet)
 	fmt.Fprintf(w, "- ceiling: a stdlib net/http handler that parses the form and answers `%s`, %s, loaded with the same request shape as a refresh\n",
 		ceilingBody, r.Ceiling)
+	fmt.Fprintf(w, "- CPU µs per unit: the CPU time (user + system, in %s ticks) that valet serve, PostgreSQL's processes (none with SQLite) and this process used while a case was measured, over the units done; this process also runs the ceiling handler unless -ceiling-process\n",
+		clockTick)
 	for _, d := range r.DBs {
 		fmt.Fprintf(w, "\n## %s\n\n", d.Name)
 		fmt.Fprintf(w, "- database: %s\n", d.Version)
@@ -278,8 +281,8 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "- `valet serve` peak RSS (VmHWM) over the run: %.1f MiB\n", float64(d.HWMKiB)/1024)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| case | c | done | per s | p50 ms | p99 ms | errors | share of ceiling | target |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+		fmt.Fprintln(w, "| case | c | done | per s | p50 ms | p99 ms | errors | share of ceiling | target | CPU µs per unit: valet / db / generator |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 		for _, res := range d.Results {
 			info := caseInfo[res.Case]
 			share, target := "", ""
@@ -301,8 +304,13 @@ func (r *report) print(w io.Writer) {
 			} else if res.Case == caseFlowSignIn {
 				target = "reported"
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %s %s/s | %.2f | %.2f | %d | %s | %s |\n",
-				info.title, res.C, res.Done, thousands(res.PerSec), info.unit, ms(res.P50), ms(res.P99), res.Errors, share, target)
+			cpu := fmt.Sprintf("%s / %s / %s", perUnit(res.CPU.valet, res.Done), perUnit(res.CPU.db, res.Done),
+				perUnit(res.CPU.generator, res.Done))
+			if res.Case == caseCeiling {
+				cpu = "- / - / " + perUnit(res.CPU.generator, res.Done)
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %s %s/s | %.2f | %.2f | %d | %s | %s | %s |\n",
+				info.title, res.C, res.Done, thousands(res.PerSec), info.unit, ms(res.P50), ms(res.P99), res.Errors, share, target, cpu)
 		}
 		var notes []string
 		for _, res := range d.Results {
@@ -687,6 +695,7 @@ type env struct {
 	secret       string
 	base         string // the issuer, http://127.0.0.1:PORT
 	serveCommand string
+	servePID     int
 
 	users  []benchUser
 	apps   map[string]*appInfo
@@ -832,6 +841,7 @@ func (e *env) startServe(ctx context.Context) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	e.servePID = cmd.Process.Pid
 	c := &child{cmd: cmd, done: make(chan error, 1)}
 	go func() { c.done <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
@@ -903,6 +913,74 @@ func procMemory(pid int) (rss, hwm int64, err error) {
 		}
 	}
 	return rss, hwm, nil
+}
+
+// cpuUse is the CPU time (user and system) spent by valet serve, by the
+// PostgreSQL server's processes and by this process (the load generator,
+// and the ceiling handler when it runs here). The machine's few cores are
+// shared by all three, so each one's cost per request says where a
+// result's time went, which the throughput alone does not.
+type cpuUse struct{ valet, db, generator time.Duration }
+
+func (a cpuUse) sub(b cpuUse) cpuUse {
+	return cpuUse{a.valet - b.valet, a.db - b.db, a.generator - b.generator}
+}
+
+func (a cpuUse) add(b cpuUse) cpuUse {
+	return cpuUse{a.valet + b.valet, a.db + b.db, a.generator + b.generator}
+}
+
+// clockTick is the unit of /proc/PID/stat's times (USER_HZ, 100 on every
+// Linux the benchmark runs on).
+const clockTick = 10 * time.Millisecond
+
+// cpuNow reads the three processes' CPU times so far. PostgreSQL is every
+// process whose name starts with "postgres" (the server and its
+// backends); SQLite runs inside valet serve.
+func (e *env) cpuNow() cpuUse {
+	u := cpuUse{generator: procCPU("self")}
+	if e.servePID > 0 {
+		u.valet = procCPU(strconv.Itoa(e.servePID))
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err == nil && bytes.HasPrefix(comm, []byte("postgres")) {
+			u.db += procCPU(d.Name())
+		}
+	}
+	return u
+}
+
+// procCPU is the process's utime + stime (fields 14 and 15 of
+// /proc/PID/stat, counted after the parenthesised command name), 0 when
+// it cannot be read.
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	system, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(user+system) * clockTick
+}
+
+// perUnit is d spread over n units, in microseconds.
+func perUnit(d time.Duration, n int) string {
+	if n == 0 {
+		return "?"
+	}
+	return strconv.Itoa(int(d.Microseconds() / int64(n)))
 }
 
 // signInAll signs every user in through the sign-in page, as a person
@@ -1463,12 +1541,13 @@ func (s *samples) result(r *caseResult, seconds float64) {
 // unit (or after warmup + maxWarmup), so units slower than the warm-up, such
 // as sign-ins with 64 argon2id computations at once, are measured in a
 // steady state. Errors are counted over the whole run, warm-up included.
-func runLoad(ctx context.Context, c int, warmup, duration time.Duration, errs *errLog, unit func(ctx context.Context, worker int) error) (*samples, float64) {
+func runLoad(ctx context.Context, c int, warmup, duration time.Duration, errs *errLog, cpu func() cpuUse, unit func(ctx context.Context, worker int) error) (*samples, float64, cpuUse) {
 	const maxWarmup = 30 * time.Second
 	start := time.Now()
 	var from, end atomic.Int64 // UnixNano; 0 until the window opens
 	var warmed atomic.Int64    // clients that have finished a unit
 	opened := make(chan struct{})
+	var used cpuUse
 	go func() {
 		defer close(opened)
 		for ctx.Err() == nil {
@@ -1478,9 +1557,15 @@ func runLoad(ctx context.Context, c int, warmup, duration time.Duration, errs *e
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		before := cpu()
 		now := time.Now()
 		end.Store(now.Add(duration).UnixNano())
 		from.Store(now.UnixNano())
+		select {
+		case <-time.After(duration):
+		case <-ctx.Done():
+		}
+		used = cpu().sub(before)
 	}()
 	s := &samples{}
 	var wg sync.WaitGroup
@@ -1514,7 +1599,7 @@ func runLoad(ctx context.Context, c int, warmup, duration time.Duration, errs *e
 	}
 	wg.Wait()
 	<-opened
-	return s, duration.Seconds()
+	return s, duration.Seconds(), used
 }
 
 func (e *env) runCase(ctx context.Context, cfg config, k string, c int) *caseResult {
@@ -1525,12 +1610,12 @@ func (e *env) runCase(ctx context.Context, cfg config, k string, c int) *caseRes
 	switch k {
 	case caseCeiling:
 		rt := "vrt_" + randomString(32)
-		s, seconds = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, func(ctx context.Context, _ int) error {
+		s, seconds, res.CPU = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, e.cpuNow, func(ctx context.Context, _ int) error {
 			return e.ceiling(ctx, rt)
 		})
 	case caseRefresh:
 		app := e.apps["refresh"]
-		s, seconds = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, func(ctx context.Context, w int) error {
+		s, seconds, res.CPU = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, e.cpuNow, func(ctx context.Context, w int) error {
 			tok, err := e.refresh(ctx, app, e.chains[w])
 			if err != nil {
 				// A failed rotation may have left the chain used: start a
@@ -1550,13 +1635,13 @@ func (e *env) runCase(ctx context.Context, cfg config, k string, c int) *caseRes
 		if k == caseRS256 {
 			app = e.apps["rs256"]
 		}
-		s, seconds, res.Note = e.runExchange(ctx, cfg, app, c, errs)
+		s, seconds, res.CPU, res.Note = e.runExchange(ctx, cfg, app, c, errs)
 	case caseFlow, caseFlowSignIn:
 		app, mode := e.apps["rs256"], modeSession
 		if k == caseFlowSignIn {
 			mode = modeSignIn
 		}
-		s, seconds = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, func(ctx context.Context, w int) error {
+		s, seconds, res.CPU = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, e.cpuNow, func(ctx context.Context, w int) error {
 			pc, err := e.authorize(ctx, app, &e.users[w], mode)
 			if err != nil {
 				return err
@@ -1581,7 +1666,7 @@ func (e *env) runCase(ctx context.Context, cfg config, k string, c int) *caseRes
 // nothing is measured, then c clients redeem the batch while the clock
 // runs; batches are sized so each is redeemed well within the codes'
 // lifetime. Throughput is codes redeemed over the time spent redeeming.
-func (e *env) runExchange(ctx context.Context, cfg config, app *appInfo, c int, errs *errLog) (*samples, float64, string) {
+func (e *env) runExchange(ctx context.Context, cfg config, app *appInfo, c int, errs *errLog) (*samples, float64, cpuUse, string) {
 	mint := func(k int) ([]pendingCode, time.Duration) {
 		began := time.Now()
 		var left atomic.Int64
@@ -1644,6 +1729,7 @@ func (e *env) runExchange(ctx context.Context, cfg config, app *appInfo, c int, 
 
 	s := &samples{}
 	var measured, minting time.Duration
+	var used cpuUse
 	total, batches := 0, 0
 	// Minting gets at most -duration per case too, so a whole run stays
 	// bounded: when minting is slower than redeeming, fewer seconds of
@@ -1663,7 +1749,9 @@ func (e *env) runExchange(ctx context.Context, cfg config, app *appInfo, c int, 
 			break
 		}
 		e.log.Info("redeeming codes", "app", app.kind, "n", len(codes), "c", c)
+		before := e.cpuNow()
 		d := redeem(codes, s)
+		used = used.add(e.cpuNow().sub(before))
 		measured += d
 		total += len(codes)
 		batches++
@@ -1678,5 +1766,5 @@ func (e *env) runExchange(ctx context.Context, cfg config, app *appInfo, c int, 
 	case minting >= cfg.duration:
 		note += " (stopped when minting had taken -duration)"
 	}
-	return s, measured.Seconds(), note
+	return s, measured.Seconds(), used, note
 }
