@@ -397,12 +397,19 @@ func happyPath(t *testing.T, e *env) {
 	}
 	must(t, idt.VerifyAccessToken(tok.AccessToken))
 	var claims struct {
-		Email    string `json:"email"`
-		Name     string `json:"name"`
-		AuthTime int64  `json:"auth_time"`
+		Email         string   `json:"email"`
+		EmailVerified bool     `json:"email_verified"`
+		Name          string   `json:"name"`
+		AuthTime      int64    `json:"auth_time"`
+		IssuedAt      int64    `json:"iat"`
+		Expiry        int64    `json:"exp"`
+		AZP           string   `json:"azp"`
+		AMR           []string `json:"amr"`
 	}
 	must(t, idt.Claims(&claims))
-	if claims.Email != e.user.Email || claims.Name != e.user.Name || claims.AuthTime == 0 {
+	if claims.Email != e.user.Email || !claims.EmailVerified || claims.Name != e.user.Name ||
+		claims.AuthTime == 0 || claims.AuthTime > claims.IssuedAt || claims.Expiry-claims.IssuedAt != 3600 ||
+		claims.AZP != e.app.ClientID || !slices.Equal(claims.AMR, []string{"pwd"}) {
 		t.Fatalf("claims %+v", claims)
 	}
 	info, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
@@ -1204,6 +1211,11 @@ func TestIDTokenAlgorithms(t *testing.T) {
 				access, _ := out["access_token"].(string)
 				if idt.Nonce != nonce || idt.VerifyAccessToken(access) != nil {
 					t.Fatalf("nonce %q, at_hash check %v", idt.Nonce, idt.VerifyAccessToken(access))
+				}
+				var identity map[string]any
+				must(t, idt.Claims(&identity))
+				if _, ok := identity["email"]; ok || identity["name"] != nil {
+					t.Fatalf("an ID token without the email and profile scopes has identity claims: %v", identity)
 				}
 				refresh, _ := out["refresh_token"].(string)
 				status, out := e.refresh(refresh, "openid offline")

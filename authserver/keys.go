@@ -27,6 +27,7 @@ type signingKey struct {
 	id      string
 	alg     jose.SignatureAlgorithm
 	private crypto.Signer
+	signer  jose.Signer // of ID tokens
 }
 
 func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return k.alg }
@@ -188,6 +189,9 @@ func (kr *keyring) load(ctx context.Context) error {
 			return fmt.Errorf("authserver: signing key %s is not a signer", k.ID)
 		}
 		sk := &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), private: signer}
+		if sk.signer, err = newJWTSigner(sk); err != nil {
+			return fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
+		}
 		all = append(all, sk)
 		if k.RetiredDatetime == nil && signing[sk.alg] == nil {
 			signing[sk.alg] = sk

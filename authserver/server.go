@@ -140,8 +140,6 @@ const (
 	rawScopeKey
 )
 
-type algKey struct{}
-
 func accountHint(ctx context.Context) string {
 	h, _ := ctx.Value(hintKey).(string)
 	return h
@@ -443,14 +441,7 @@ func (s *Server) tokenAnswer(ctx context.Context, c *client, issued *valet.Issue
 		Scope:        oidc.SpaceDelimitedArray(strings.Fields(issued.Scopes.String())),
 	}
 	if withIDToken && issued.Scopes.Has(valet.ScopeOpenID) {
-		req := &authRequest{ClientID: c.app.ClientID, Nonce: issued.Nonce, Scopes: resp.Scope,
-			UserID: issued.UserID, AuthTime: issued.AuthTime.UnixMicro()}
-		if issued.UserEmail != "" {
-			ctx = context.WithValue(ctx, tokenUserKey{},
-				&valet.User{ID: issued.UserID, Email: issued.UserEmail, Name: issued.UserName})
-		}
-		idToken, err := op.CreateIDToken(context.WithValue(ctx, algKey{}, c.app.IDTokenAlg), s.issuer, req,
-			c.IDTokenLifetime(), issued.AccessToken, "", s.Provider().Storage(), c)
+		idToken, err := s.idToken(ctx, c.app.ClientID, c.app.IDTokenAlg, issued)
 		if err != nil {
 			return nil, oidc.ErrServerError().WithParent(err)
 		}

@@ -111,9 +111,10 @@ func (st storage) GetRefreshTokenInfo(context.Context, string, string) (string, 
 	return "", "", op.ErrInvalidRefreshToken
 }
 
-func (st storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
-	alg, _ := ctx.Value(algKey{}).(string)
-	return st.s.keys.signer(alg)
+// SigningKey is the key the library would sign with: valet signs its ID
+// tokens itself (Server.idToken), with each app's algorithm.
+func (st storage) SigningKey(context.Context) (op.SigningKey, error) {
+	return st.s.keys.signer("")
 }
 func (st storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
 	return algorithms, nil
@@ -183,25 +184,20 @@ func (st storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string,
 	return nil
 }
 
-// SetUserinfoFromRequest fills the ID token's identity claims.
+// SetUserinfoFromRequest fills the identity claims of an ID token the
+// library makes; valet's own are made by Server.idToken.
 func (st storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
 	id, err := strconv.ParseInt(req.GetSubject(), 10, 64)
 	if err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}
-	user, _ := ctx.Value(tokenUserKey{}).(*valet.User)
-	if user == nil || user.ID != id {
-		if user, err = st.s.store.FindUserByID(ctx, id); err != nil {
-			return oidc.ErrServerError().WithParent(err)
-		}
+	user, err := st.s.store.FindUserByID(ctx, id)
+	if err != nil {
+		return oidc.ErrServerError().WithParent(err)
 	}
 	setUserClaims(info, user, valet.ScopeSet(toScopes(scopes)))
 	return nil
 }
-
-// tokenUserKey carries the user a code exchange read with the code to the
-// ID token's claims, saving a lookup.
-type tokenUserKey struct{}
 
 func setUserClaims(info *oidc.UserInfo, user *valet.User, scopes valet.ScopeSet) {
 	info.Subject = strconv.FormatInt(user.ID, 10)
