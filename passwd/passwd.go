@@ -41,6 +41,10 @@ const (
 // finishing any sooner; the others wait their turn.
 var slots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 
+// PeakMemory is the most memory the hashes at once hold with the default
+// parameters.
+func PeakMemory() int64 { return int64(cap(slots)) * int64(Default.MemoryKiB) << 10 }
+
 // running counts hashes in progress, for the test of the bound.
 var running, peak atomic.Int64
 

@@ -187,6 +187,9 @@ func openHubStore(ctx context.Context, dsn string) (*sqlstore.HubStore, error) {
 
 func (m *Main) runHub(ctx context.Context) error {
 	log := newLogger(&m.Config, m.Stderr)
+	if m.OwnsProcess {
+		tuneGC(log)
+	}
 	h := m.Config.Hub
 	store, err := openHubStore(ctx, h.DB)
 	if err != nil {

@@ -68,6 +68,7 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 	}
 	if m.OwnsProcess {
 		slog.SetDefault(log) // the protocol library logs through the default
+		tuneGC(log)
 	}
 	opts := []server.Option{server.WithLogger(log)}
 	if oauthStore, ok := store.(valet.OAuthStore); ok && m.Config.Secret != "" {
