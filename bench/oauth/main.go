@@ -109,6 +109,7 @@ type config struct {
 	maxCodes     int
 	ceilingProc  bool
 	keep         bool
+	rounds       int
 	timeout      time.Duration
 	serveCeiling string // hidden: serve the ceiling handler on this address and nothing else
 }
@@ -127,6 +128,7 @@ func main() {
 	flag.IntVar(&c.maxCodes, "max-codes", 25000, "at most this many codes measured per code exchange case (minting them takes time outside the measurement)")
 	flag.BoolVar(&c.ceilingProc, "ceiling-process", false, "run the ceiling handler in a process of its own instead of in the load generator's")
 	flag.BoolVar(&c.keep, "keep", false, "keep the SQLite file or PostgreSQL schema afterwards")
+	flag.IntVar(&c.rounds, "rounds", 1, "run every case this many times, alternating, and report the medians")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.StringVar(&c.serveCeiling, "serve-ceiling", "", "internal: serve only the ceiling handler on this address")
 	flag.Parse()
@@ -161,8 +163,8 @@ func main() {
 		}
 	}
 	slices.SortFunc(c.cases, func(a, b string) int { return slices.Index(allCases, a) - slices.Index(allCases, b) })
-	if c.duration <= 0 || c.warmup < 0 || c.producers < 1 || c.maxCodes < 1 {
-		fail(log, errors.New("-duration, -producers and -max-codes must be positive, -warmup not negative"))
+	if c.duration <= 0 || c.warmup < 0 || c.producers < 1 || c.maxCodes < 1 || c.rounds < 1 {
+		fail(log, errors.New("-duration, -producers, -max-codes and -rounds must be positive, -warmup not negative"))
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -245,13 +247,14 @@ type dbReport struct {
 type caseResult struct {
 	Case        string
 	C           int
+	Round       int
 	Done        int
 	Seconds     float64
 	PerSec      float64
 	P50, P99    time.Duration
 	Errors      int
 	FirstErrors []string
-	Share       float64 // of the ceiling at the same concurrency; -1 unknown
+	Share       float64 // of the ceiling measured just before, at the same concurrency; -1 unknown
 	Note        string
 	CPU         cpuUse // over the measured windows
 }
@@ -281,8 +284,8 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "- `valet serve` peak RSS (VmHWM) over the run: %.1f MiB\n", float64(d.HWMKiB)/1024)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| case | c | done | per s | p50 ms | p99 ms | errors | share of ceiling | target | CPU µs per unit: valet / db / generator |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+		fmt.Fprintln(w, "| round | case | c | done | per s | p50 ms | p99 ms | errors | share of the ceiling before it | target | CPU µs per unit: valet / db / generator |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 		for _, res := range d.Results {
 			info := caseInfo[res.Case]
 			share, target := "", ""
@@ -293,14 +296,7 @@ func (r *report) print(w io.Writer) {
 				share = fmt.Sprintf("%.1f%%", 100*res.Share)
 			}
 			if info.target > 0 {
-				verdict := "missed"
-				if res.Share >= info.target && res.Errors == 0 {
-					verdict = "met"
-				}
-				if res.Share < 0 {
-					verdict = "?"
-				}
-				target = fmt.Sprintf(">= %.0f%%: %s", 100*info.target, verdict)
+				target = verdict(info.target, res.Share, res.Errors)
 			} else if res.Case == caseFlowSignIn {
 				target = "reported"
 			}
@@ -309,16 +305,19 @@ func (r *report) print(w io.Writer) {
 			if res.Case == caseCeiling {
 				cpu = "- / - / " + perUnit(res.CPU.generator, res.Done)
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %s %s/s | %.2f | %.2f | %d | %s | %s | %s |\n",
-				info.title, res.C, res.Done, thousands(res.PerSec), info.unit, ms(res.P50), ms(res.P99), res.Errors, share, target, cpu)
+			fmt.Fprintf(w, "| %d | %s | %d | %d | %s %s/s | %.2f | %.2f | %d | %s | %s | %s |\n",
+				res.Round, info.title, res.C, res.Done, thousands(res.PerSec), info.unit, ms(res.P50), ms(res.P99), res.Errors, share, target, cpu)
+		}
+		if r.Config.rounds > 1 {
+			d.printMedians(w)
 		}
 		var notes []string
 		for _, res := range d.Results {
 			if res.Note != "" {
-				notes = append(notes, fmt.Sprintf("- %s, c=%d: %s", res.Case, res.C, res.Note))
+				notes = append(notes, fmt.Sprintf("- round %d, %s, c=%d: %s", res.Round, res.Case, res.C, res.Note))
 			}
 			for _, e := range res.FirstErrors {
-				notes = append(notes, fmt.Sprintf("- %s, c=%d, error: %s", res.Case, res.C, e))
+				notes = append(notes, fmt.Sprintf("- round %d, %s, c=%d, error: %s", res.Round, res.Case, res.C, e))
 			}
 		}
 		if len(notes) > 0 {
@@ -552,27 +551,44 @@ func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db s
 	d.Setup = time.Since(began)
 	log.Info("ready", "db", d.Name, "setup", d.Setup.Round(time.Millisecond).String())
 
-	for _, conc := range c.concurrency {
-		ceiling := -1.0
-		for _, k := range c.cases {
-			if ctx.Err() != nil {
-				return d, ctx.Err()
+	// Each case is measured right after a ceiling run of its own at the
+	// same concurrency, and its share is of that ceiling: what else runs on
+	// the machine changes the ceiling by a third from one minute to the
+	// next, which a single ceiling run per concurrency passed on to every
+	// share.
+	measure := func(k string, conc, round int) *caseResult {
+		log.Info("measuring", "db", d.Name, "case", k, "c", conc, "round", round)
+		res := e.runCase(ctx, c, k, conc)
+		res.Round = round
+		for _, fe := range res.FirstErrors {
+			log.Warn("error", "case", k, "c", conc, "err", fe)
+		}
+		d.Results = append(d.Results, res)
+		return res
+	}
+	for round := 1; round <= c.rounds; round++ {
+		for _, conc := range c.concurrency {
+			for _, k := range c.cases {
+				if ctx.Err() != nil {
+					return d, ctx.Err()
+				}
+				if k == caseCeiling && len(c.cases) > 1 {
+					continue // measured before each of the others
+				}
+				ceiling := measure(caseCeiling, conc, round)
+				ceiling.Share = 1
+				if k == caseCeiling {
+					continue
+				}
+				res := measure(k, conc, round)
+				res.Share = -1
+				if ceiling.PerSec > 0 {
+					res.Share = res.PerSec / ceiling.PerSec
+				}
+				log.Info("measured", "db", d.Name, "case", k, "c", conc, "round", round,
+					"per_second", math.Round(res.PerSec), "p50_ms", ms(res.P50), "p99_ms", ms(res.P99),
+					"errors", res.Errors, "ceiling", math.Round(ceiling.PerSec), "share", fmt.Sprintf("%.1f%%", 100*res.Share))
 			}
-			log.Info("measuring", "db", d.Name, "case", k, "c", conc)
-			res := e.runCase(ctx, c, k, conc)
-			if k == caseCeiling {
-				ceiling = res.PerSec
-			}
-			res.Share = -1
-			if ceiling > 0 {
-				res.Share = res.PerSec / ceiling
-			}
-			log.Info("measured", "db", d.Name, "case", k, "c", conc, "per_second", math.Round(res.PerSec),
-				"p50_ms", ms(res.P50), "p99_ms", ms(res.P99), "errors", res.Errors, "share", fmt.Sprintf("%.1f%%", 100*res.Share))
-			for _, fe := range res.FirstErrors {
-				log.Warn("error", "case", k, "c", conc, "err", fe)
-			}
-			d.Results = append(d.Results, res)
 		}
 	}
 	_, d.HWMKiB, _ = procMemory(child.cmd.Process.Pid)
@@ -1495,6 +1511,71 @@ func (e *env) ceiling(ctx context.Context, rt string) error {
 // ---------------------------------------------------------------- load
 
 // errLog counts errors and keeps the first few.
+// verdict says whether share meets target with no errors.
+func verdict(target, share float64, errors int) string {
+	v := "missed"
+	switch {
+	case share < 0:
+		v = "?"
+	case share >= target && errors == 0:
+		v = "met"
+	}
+	return fmt.Sprintf(">= %.0f%%: %s", 100*target, v)
+}
+
+// printMedians summarises the rounds: per case and concurrency, the median
+// of the rounds' rates and of their shares (each of its own ceiling), and
+// every round's errors.
+func (d *dbReport) printMedians(w io.Writer) {
+	type key struct {
+		c    int
+		name string
+	}
+	var order []key
+	rates, shares, errs := map[key][]float64{}, map[key][]float64{}, map[key]int{}
+	for _, res := range d.Results {
+		k := key{res.C, res.Case}
+		if _, ok := rates[k]; !ok {
+			order = append(order, k)
+		}
+		rates[k] = append(rates[k], res.PerSec)
+		shares[k] = append(shares[k], res.Share)
+		errs[k] += res.Errors
+	}
+	slices.SortStableFunc(order, func(a, b key) int { return a.c - b.c })
+	fmt.Fprintf(w, "\nMedians of the rounds:\n\n")
+	fmt.Fprintln(w, "| case | c | per s (each round) | median per s | share (each round) | median share | errors | target |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|---:|---|")
+	for _, k := range order {
+		info := caseInfo[k.name]
+		var each, eachShare []string
+		for i, r := range rates[k] {
+			each = append(each, thousands(r))
+			eachShare = append(eachShare, fmt.Sprintf("%.1f%%", 100*shares[k][i]))
+		}
+		target := ""
+		if info.target > 0 {
+			target = verdict(info.target, median(shares[k]), errs[k])
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.1f%% | %d | %s |\n", info.title, k.c, strings.Join(each, " · "),
+			thousands(median(rates[k])), strings.Join(eachShare, " · "), 100*median(shares[k]), errs[k], target)
+	}
+}
+
+// median of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
 type errLog struct {
 	mu    sync.Mutex
 	n     int
