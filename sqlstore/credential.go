@@ -236,7 +236,7 @@ func (s *Store) CreateAccessToken(ctx context.Context, grantID int64, scopes val
 	if !granted.Contains(scopes) {
 		return "", invalid(op, "scopes", "must be among the grant's scopes")
 	}
-	secret := valet.NewSecret(valet.PrefixAccessToken)
+	secret := valet.NewOrderedSecret(valet.PrefixAccessToken)
 	_, err = tx.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5)`,
 		valet.HashSecret(secret), grantID, scopes.String(), micros(tx.now), micros(tx.now.Add(ttl)))

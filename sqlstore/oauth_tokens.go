@@ -20,7 +20,7 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *valet.AuthCode) (string, 
 	if c.RedirectURI == "" {
 		return "", invalid(op, "redirect_uri", "is required")
 	}
-	code := valet.NewSecret("")
+	code := valet.NewOrderedSecret("")
 	if s.d != sqliteDialect {
 		// One statement: the code is stored when the grant is live and
 		// holds the scopes; anything else is left to the transaction,
@@ -176,7 +176,7 @@ type issuing struct {
 
 func (s *Store) newIssuing(secret string, p presenter, accessTTL time.Duration) *issuing {
 	return &issuing{hash: valet.HashSecret(secret), p: p, accessTTL: accessTTL,
-		accessToken: valet.NewSecret(valet.PrefixAccessToken), refreshToken: valet.NewSecret(valet.PrefixRefreshToken)}
+		accessToken: valet.NewOrderedSecret(valet.PrefixAccessToken), refreshToken: valet.NewOrderedSecret(valet.PrefixRefreshToken)}
 }
 
 // issued is t, what the batch read for c, with c's new tokens issued now.
@@ -467,7 +467,7 @@ type issue struct {
 func (tx *tx) issue(ctx context.Context, in issue) (*valet.IssuedTokens, error) {
 	out := &valet.IssuedTokens{GrantID: in.grantID, AppID: in.appID, AccountID: in.accountID, UserID: in.userID,
 		AccountName: in.accountName, Scopes: in.scopes, Nonce: in.nonce, AuthTime: in.authTime, AccessTokenTTL: in.accessTTL}
-	out.AccessToken = valet.NewSecret(valet.PrefixAccessToken)
+	out.AccessToken = valet.NewOrderedSecret(valet.PrefixAccessToken)
 	out.AccessExpires = tx.now.Add(in.accessTTL)
 	_, err := tx.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, grant_id, scopes, created_at, expires_at, code_id, refresh_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -479,7 +479,7 @@ func (tx *tx) issue(ctx context.Context, in issue) (*valet.IssuedTokens, error) 
 	if !in.refresh {
 		return out, nil
 	}
-	out.RefreshToken = valet.NewSecret(valet.PrefixRefreshToken)
+	out.RefreshToken = valet.NewOrderedSecret(valet.PrefixRefreshToken)
 	expires := tx.now.Add(tx.s.refreshIdle)
 	if abs := in.familyAt.Add(tx.s.refreshAbsolute); abs.Before(expires) {
 		expires = abs

@@ -373,3 +373,64 @@ func testBatch(t *testing.T, s *sqlstore.Store) {
 		t.Fatalf("the token rotated by the batch, used again: %v", err)
 	}
 }
+
+// TestPlainTokensStillWork: codes and tokens made before they were
+// ordered (valet.NewOrderedSecret), stored as a plain SHA-256, are found
+// and used as before: a code redeemed, an access token authenticated, a
+// refresh token rotated into ordered ones, and its reuse still caught.
+func TestPlainTokensStillWork(t *testing.T) {
+	onBothStores(t, func(t *testing.T, s *sqlstore.Store) {
+		ctx := context.Background()
+		s, account, user, app, must := quickFixtureOn(t, s)
+		g, err := s.Consent(ctx, account.ID, user.ID, app.ID, app.Scopes)
+		must(err)
+		// rewrite stores the key of a plain secret where the ordered one's is.
+		rewrite := func(table, column, ordered, plain string) {
+			t.Helper()
+			var id int64
+			must(s.QueryRow(ctx, `UPDATE `+table+` SET `+column+` = $1 WHERE `+column+` = $2 RETURNING id`,
+				valet.HashSecret(plain), valet.HashSecret(ordered)).Scan(&id))
+			if len(valet.HashSecret(plain)) != 32 {
+				t.Fatalf("%s is not a plain secret", plain)
+			}
+		}
+		newCode := func() string {
+			code, err := s.CreateAuthCode(ctx, &valet.AuthCode{GrantID: g.ID, RedirectURI: app.RedirectURIs[0], Scopes: app.Scopes})
+			must(err)
+			plain := valet.NewSecret("")
+			rewrite("auth_codes", "code_hash", code, plain)
+			return plain
+		}
+		redemption := valet.CodeRedemption{AppID: app.ID, RedirectURI: app.RedirectURIs[0]}
+
+		// The batched path and the transaction each redeem a plain code.
+		quick, err := s.Redeem(ctx, newCode(), redemption, time.Hour)
+		must(err)
+		slow, err := s.ExchangeInTransaction(ctx, newCode(), redemption, time.Hour)
+		must(err)
+		if quick == nil || slow == nil {
+			t.Fatalf("plain codes not redeemed: %+v, %+v", quick, slow)
+		}
+
+		plainAccess, plainRefresh := valet.NewSecret(valet.PrefixAccessToken), valet.NewSecret(valet.PrefixRefreshToken)
+		rewrite("access_tokens", "token_hash", quick.AccessToken, plainAccess)
+		rewrite("refresh_tokens", "token_hash", quick.RefreshToken, plainRefresh)
+		if cred, err := s.Authenticate(ctx, plainAccess); err != nil || cred.GrantID != g.ID {
+			t.Fatalf("a plain access token: %+v, %v", cred, err)
+		}
+		rotated, err := s.Rotate(ctx, plainRefresh, app.ID, time.Hour)
+		must(err)
+		if rotated == nil || len(valet.HashSecret(rotated.RefreshToken)) != 40 {
+			t.Fatalf("a plain refresh token rotated into %+v", rotated)
+		}
+		if _, err := s.Authenticate(ctx, rotated.AccessToken); err != nil {
+			t.Fatalf("the access token it rotated into: %v", err)
+		}
+		if _, err := s.Refresh(ctx, plainRefresh, app.ID, nil, time.Hour); valet.ErrorCode(err) != valet.ECONFLICT {
+			t.Fatalf("reuse of a plain refresh token: %v", err)
+		}
+		if _, err := s.Authenticate(ctx, rotated.AccessToken); valet.ErrorCode(err) != valet.EUNAUTHORIZED {
+			t.Fatalf("after the reuse, the family's access token: %v", err)
+		}
+	})
+}
