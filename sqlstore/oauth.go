@@ -247,7 +247,7 @@ func scanGrant(row scanner) (*valet.Grant, error) {
 // FindActiveGrant implements valet.OAuthService.
 func (s *Store) FindActiveGrant(ctx context.Context, accountID, userID, appID int64) (*valet.Grant, error) {
 	const op = "sqlstore.FindActiveGrant"
-	g, err := scanGrant(s.r.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants
+	g, err := scanGrant(s.queryRow(ctx, `SELECT `+grantColumns+` FROM grants
 		WHERE account_id = $1 AND user_id = $2 AND app_id = $3 AND revoked_at IS NULL
 		ORDER BY id DESC LIMIT 1`, accountID, userID, appID))
 	return g, s.fail(op, err, "Grant not found.")
