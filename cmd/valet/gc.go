@@ -15,12 +15,15 @@ import (
 // went to it (BENCHMARKS.md). Letting the heap grow to five times the live
 // heap costs a few tens of MiB. The soft limit keeps what password hashes
 // leave behind from growing with it: each argon2id hash allocates 19 MiB,
-// garbage once done, and at GOGC=400 alone sign-ins pushed the peak RSS
-// from 240 to 385 MiB; within 64 MiB plus the memory of the hashes that
-// may run at once it stayed at 206 MiB, with the same CPU per grant.
+// garbage once done. Without a limit, 64 sign-ins at once took the peak
+// RSS to 500 MiB (224 MiB at Go's defaults); the tighter the limit, the
+// more often the runtime hands that memory back to the system and faults
+// it in again for the next hash: sign-ins per second 58 at 140 MiB, 63 at
+// 200, 68 at 256 (71 at the defaults), so the limit is 192 MiB plus the
+// memory of the hashes that may run at once (256 MiB on two cores).
 const (
 	gcPercent       = 400
-	baseMemoryLimit = 64 << 20
+	baseMemoryLimit = 192 << 20
 )
 
 // tuneGC applies gcPercent and the memory limit unless the environment
