@@ -1557,6 +1557,11 @@ func (d *dbReport) printMedians(w io.Writer) {
 		if info.target > 0 {
 			target = verdict(info.target, median(shares[k]), errs[k])
 		}
+		if k.name == caseCeiling { // one run before each case of each round
+			each = []string{fmt.Sprintf("%d runs, %s to %s", len(rates[k]), thousands(slices.Min(rates[k])),
+				thousands(slices.Max(rates[k])))}
+			eachShare = nil
+		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.1f%% | %d | %s |\n", info.title, k.c, strings.Join(each, " · "),
 			thousands(median(rates[k])), strings.Join(eachShare, " · "), 100*median(shares[k]), errs[k], target)
 	}
