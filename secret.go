@@ -44,8 +44,8 @@ func NewOrderedSecret(prefix string) string {
 
 const (
 	orderedTimeLen  = 8
-	orderedTimeText = 11      // base64 of the time
-	orderedLen      = 11 + 43 // a secret's text after its prefix
+	orderedTimeText = 11                   // base64 of the time
+	orderedLen      = orderedTimeText + 43 // a secret's text after its prefix
 )
 
 var lastOrdered atomic.Int64
