@@ -300,8 +300,11 @@ func (r *report) print(w io.Writer) {
 			} else if res.Case == caseFlowSignIn {
 				target = "reported"
 			}
-			cpu := fmt.Sprintf("%s / %s / %s", perUnit(res.CPU.valet, res.Done), perUnit(res.CPU.db, res.Done),
-				perUnit(res.CPU.generator, res.Done))
+			db := perUnit(res.CPU.db, res.Done)
+			if d.Name == "SQLite" { // inside valet serve; PostgreSQL's processes here are the idle server's
+				db = "-"
+			}
+			cpu := fmt.Sprintf("%s / %s / %s", perUnit(res.CPU.valet, res.Done), db, perUnit(res.CPU.generator, res.Done))
 			if res.Case == caseCeiling {
 				cpu = "- / - / " + perUnit(res.CPU.generator, res.Done)
 			}
