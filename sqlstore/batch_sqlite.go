@@ -40,18 +40,7 @@ import (
 // took 20 ms).
 func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTokens, error) {
 	rows, out := batchRows(in)
-	hashes := make([]any, len(rows))
-	for j, i := range rows {
-		hashes[j] = in[i].hash
-	}
-	type found struct {
-		id, codeID, familyAt int64
-		t                    valet.IssuedTokens
-		clientID             string
-		secretHash           []byte
-		public               bool
-	}
-	byHash := make(map[string]*found, len(rows))
+	hashes := batchHashes(in, rows)
 	now, cut := micros(tx.now), micros(tx.now.Add(-tx.s.refreshAbsolute))
 	res, err := tx.QueryContext(ctx, `SELECT t.token_hash, t.id, t.grant_id, g.app_id, g.account_id, g.user_id,
 		t.code_id, t.scopes, t.nonce, t.auth_time, t.family_at, ac.name, a.id_token_alg, a.client_id, a.secret_hash, a.public
@@ -64,21 +53,11 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 	if err != nil {
 		return nil, err
 	}
-	for res.Next() {
-		var hash []byte
-		var scopes string
-		var authTime int64
-		f := &found{}
-		if err := res.Scan(&hash, &f.id, &f.t.GrantID, &f.t.AppID, &f.t.AccountID, &f.t.UserID, &f.codeID, &scopes,
-			&f.t.Nonce, &authTime, &f.familyAt, &f.t.AccountName, &f.t.IDTokenAlg, &f.clientID, &f.secretHash,
-			&f.public); err != nil {
-			res.Close()
-			return nil, err
-		}
-		f.t.Scopes, f.t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
-		byHash[string(hash)] = f
-	}
-	if err := closeRows(res); err != nil {
+	byHash, err := readFound(res, func(f *found, scopes *string, authTime *int64) []any {
+		return []any{&f.id, &f.t.GrantID, &f.t.AppID, &f.t.AccountID, &f.t.UserID, &f.codeID, scopes, &f.t.Nonce,
+			authTime, &f.familyAt, &f.t.AccountName, &f.t.IDTokenAlg, &f.clientID, &f.secretHash, &f.public}
+	})
+	if err != nil {
 		return nil, err
 	}
 
@@ -92,9 +71,9 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		t := c.issued(&f.t, tx.now)
 		expires := min(micros(tx.now.Add(tx.s.refreshIdle)), f.familyAt+tx.s.refreshAbsolute.Microseconds())
 		used = append(used, f.id)
-		access = append(access, valet.HashSecret(t.AccessToken), t.GrantID, t.Scopes.String(), now,
+		access = append(access, c.accessHash, t.GrantID, t.Scopes.String(), now,
 			micros(t.AccessExpires), f.codeID, f.id)
-		refresh = append(refresh, valet.HashSecret(t.RefreshToken), t.GrantID, f.codeID, f.id, t.Scopes.String(),
+		refresh = append(refresh, c.refreshHash, t.GrantID, f.codeID, f.id, t.Scopes.String(),
 			t.Nonce, micros(t.AuthTime), f.familyAt, now, expires)
 		out[i] = t
 	}
@@ -108,19 +87,7 @@ func (tx *tx) rotateRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 // out[i] is nil for a call left undecided.
 func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTokens, error) {
 	rows, out := batchRows(in)
-	hashes := make([]any, len(rows))
-	for j, i := range rows {
-		hashes[j] = in[i].hash
-	}
-	type found struct {
-		id                             int64
-		t                              valet.IssuedTokens
-		redirectURI, challenge, method string
-		clientID                       string
-		secretHash                     []byte
-		public                         bool
-	}
-	byHash := make(map[string]*found, len(rows))
+	hashes := batchHashes(in, rows)
 	now := micros(tx.now)
 	res, err := tx.QueryContext(ctx, `SELECT c.code_hash, c.id, c.grant_id, g.app_id, g.account_id, g.user_id,
 		c.scopes, c.nonce, c.auth_time, c.redirect_uri, c.code_challenge, c.challenge_method, ac.name, a.id_token_alg,
@@ -133,21 +100,12 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 	if err != nil {
 		return nil, err
 	}
-	for res.Next() {
-		var hash []byte
-		var scopes string
-		var authTime int64
-		f := &found{}
-		if err := res.Scan(&hash, &f.id, &f.t.GrantID, &f.t.AppID, &f.t.AccountID, &f.t.UserID, &scopes, &f.t.Nonce,
-			&authTime, &f.redirectURI, &f.challenge, &f.method, &f.t.AccountName, &f.t.IDTokenAlg, &f.t.UserEmail,
-			&f.t.UserName, &f.clientID, &f.secretHash, &f.public); err != nil {
-			res.Close()
-			return nil, err
-		}
-		f.t.Scopes, f.t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
-		byHash[string(hash)] = f
-	}
-	if err := closeRows(res); err != nil {
+	byHash, err := readFound(res, func(f *found, scopes *string, authTime *int64) []any {
+		return []any{&f.id, &f.t.GrantID, &f.t.AppID, &f.t.AccountID, &f.t.UserID, scopes, &f.t.Nonce, authTime,
+			&f.redirectURI, &f.challenge, &f.method, &f.t.AccountName, &f.t.IDTokenAlg, &f.t.UserEmail, &f.t.UserName,
+			&f.clientID, &f.secretHash, &f.public}
+	})
+	if err != nil {
 		return nil, err
 	}
 
@@ -162,10 +120,10 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		}
 		t := c.issued(&f.t, tx.now)
 		used = append(used, f.id)
-		access = append(access, valet.HashSecret(t.AccessToken), t.GrantID, t.Scopes.String(), now,
+		access = append(access, c.accessHash, t.GrantID, t.Scopes.String(), now,
 			micros(t.AccessExpires), f.id, nil)
 		if t.Scopes.Has(valet.ScopeOffline) {
-			refresh = append(refresh, valet.HashSecret(t.RefreshToken), t.GrantID, f.id, nil, t.Scopes.String(),
+			refresh = append(refresh, c.refreshHash, t.GrantID, f.id, nil, t.Scopes.String(),
 				t.Nonce, micros(t.AuthTime), now, now, refreshExpires)
 		} else {
 			t.RefreshToken = ""
@@ -176,6 +134,48 @@ func (tx *tx) redeemRows(ctx context.Context, in []*issuing) ([]*valet.IssuedTok
 		return nil, err
 	}
 	return out, nil
+}
+
+// found is what a group's read found for a refresh token or a code: its
+// row, its grant's answer so far and the app's client credentials (the
+// code's fields stay empty for a token, and the token's for a code).
+type found struct {
+	id, codeID, familyAt           int64
+	t                              valet.IssuedTokens
+	redirectURI, challenge, method string
+	clientID                       string
+	secretHash                     []byte
+	public                         bool
+}
+
+// batchHashes are the secrets' hashes of the calls that take part, as the
+// arguments of an IN list.
+func batchHashes(in []*issuing, rows []int) []any {
+	hashes := make([]any, len(rows))
+	for j, i := range rows {
+		hashes[j] = in[i].hash
+	}
+	return hashes
+}
+
+// readFound reads a group's rows by their secret's hash: each row is the
+// hash, then what dest gives for f, in which the stored scopes and
+// auth_time are read into scopes and authTime.
+func readFound(res *sql.Rows, dest func(f *found, scopes *string, authTime *int64) []any) (map[string]*found, error) {
+	byHash := map[string]*found{}
+	for res.Next() {
+		var hash []byte
+		var scopes string
+		var authTime int64
+		f := &found{}
+		if err := res.Scan(append([]any{&hash}, dest(f, &scopes, &authTime)...)...); err != nil {
+			res.Close()
+			return nil, err
+		}
+		f.t.Scopes, f.t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
+		byHash[string(hash)] = f
+	}
+	return byHash, closeRows(res)
 }
 
 // sameChallenge reports whether a code's stored PKCE challenge is the one

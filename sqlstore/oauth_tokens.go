@@ -165,18 +165,22 @@ func (p presenter) columns() (int64, string, []byte) {
 
 // issuing is one call of a batched one-statement path: the secret it
 // presents (code or refresh token), its client, and the new tokens its
-// answer gets, drawn by the caller.
+// answer gets with their hashes, drawn and hashed by the caller so that
+// the batch (on SQLite the one committer) does not.
 type issuing struct {
 	hash                      []byte
 	p                         presenter
 	r                         valet.CodeRedemption // for a code
 	accessToken, refreshToken string
+	accessHash, refreshHash   []byte
 	accessTTL                 time.Duration
 }
 
 func (s *Store) newIssuing(secret string, p presenter, accessTTL time.Duration) *issuing {
-	return &issuing{hash: valet.HashSecret(secret), p: p, accessTTL: accessTTL,
+	c := &issuing{hash: valet.HashSecret(secret), p: p, accessTTL: accessTTL,
 		accessToken: valet.NewOrderedSecret(valet.PrefixAccessToken), refreshToken: valet.NewOrderedSecret(valet.PrefixRefreshToken)}
+	c.accessHash, c.refreshHash = valet.HashSecret(c.accessToken), valet.HashSecret(c.refreshToken)
+	return c
 }
 
 // issued is t, what the batch read for c, with c's new tokens issued now.
@@ -219,8 +223,8 @@ func newBatchColumns(in []*issuing, rows []int, now time.Time) batchColumns {
 		c := in[i]
 		b.idx[j], b.hashes[j] = int64(i), c.hash
 		b.clientApps[j], b.clientIDs[j], b.secretHashes[j] = c.p.columns()
-		b.access[j], b.accessExpires[j] = valet.HashSecret(c.accessToken), micros(now.Add(c.accessTTL))
-		b.refresh[j] = valet.HashSecret(c.refreshToken)
+		b.access[j], b.accessExpires[j] = c.accessHash, micros(now.Add(c.accessTTL))
+		b.refresh[j] = c.refreshHash
 	}
 	return b
 }
@@ -254,26 +258,42 @@ func (s *Store) redeemAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 	if err != nil {
 		return nil, err
 	}
+	if err := readIssued(res, in, out, now, true); err != nil {
+		return nil, err
+	}
+	for _, t := range out {
+		if t != nil && !t.Scopes.Has(valet.ScopeOffline) {
+			t.RefreshToken = "" // the statement stored none
+		}
+	}
+	return out, nil
+}
+
+// readIssued fills out from the rows of a batch statement (redeemBatch,
+// rotateBatch), each the index of its call, the grant and what the answer
+// needs; a code's rows end with the user's email and name (withUser).
+func readIssued(res *sql.Rows, in []*issuing, out []*valet.IssuedTokens, now time.Time, withUser bool) error {
 	defer res.Close()
 	for res.Next() {
 		var i int
 		var scopes string
 		var authTime int64
 		t := &valet.IssuedTokens{}
-		if err := res.Scan(&i, &t.GrantID, &t.AppID, &t.AccountID, &t.UserID, &scopes, &t.Nonce, &authTime,
-			&t.AccountName, &t.IDTokenAlg, &t.UserEmail, &t.UserName); err != nil {
-			return nil, err
+		dest := []any{&i, &t.GrantID, &t.AppID, &t.AccountID, &t.UserID, &scopes, &t.Nonce, &authTime,
+			&t.AccountName, &t.IDTokenAlg}
+		if withUser {
+			dest = append(dest, &t.UserEmail, &t.UserName)
+		}
+		if err := res.Scan(dest...); err != nil {
+			return err
 		}
 		if i < 0 || i >= len(in) {
-			return nil, errBatchRow
+			return errBatchRow
 		}
 		out[i] = in[i].issued(t, now)
 		t.Scopes, t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
-		if !t.Scopes.Has(valet.ScopeOffline) {
-			t.RefreshToken = "" // the statement stored none
-		}
 	}
-	return out, res.Err()
+	return res.Err()
 }
 
 // ExchangeAsClient implements valet.OAuthService. On PostgreSQL it is
@@ -580,23 +600,10 @@ func (s *Store) rotateAll(ctx context.Context, in []*issuing) ([]*valet.IssuedTo
 	if err != nil {
 		return nil, err
 	}
-	defer res.Close()
-	for res.Next() {
-		var i int
-		var scopes string
-		var authTime int64
-		t := &valet.IssuedTokens{}
-		if err := res.Scan(&i, &t.GrantID, &t.AppID, &t.AccountID, &t.UserID, &scopes, &t.Nonce, &authTime,
-			&t.AccountName, &t.IDTokenAlg); err != nil {
-			return nil, err
-		}
-		if i < 0 || i >= len(in) {
-			return nil, errBatchRow
-		}
-		out[i] = in[i].issued(t, now)
-		t.Scopes, t.AuthTime = parseStoredScopes(scopes), fromMicros(authTime)
+	if err := readIssued(res, in, out, now, false); err != nil {
+		return nil, err
 	}
-	return out, res.Err()
+	return out, nil
 }
 
 // RefreshAsClient implements valet.OAuthService (see ExchangeAsClient).
