@@ -41,4 +41,26 @@ type SessionService interface {
 	// DeleteSession signs the browser out; deleting an unknown session is not
 	// an error.
 	DeleteSession(ctx context.Context, secret string) error
+
+	// ReserveSignIn counts a sign-in attempt against each key (an email, a
+	// client address) in that key's leaky bucket, which holds limit
+	// attempts and drains limit of them per period: if every bucket has
+	// room it takes one from each and returns 0, otherwise it takes
+	// nothing and returns how long until they all would. The buckets are
+	// in the store, so every node behind a load balancer counts the same
+	// attempts; the store keeps only a hash of each key.
+	ReserveSignIn(ctx context.Context, keys []string, limit SignInLimit) (retry time.Duration, err error)
+	// ReleaseSignIn gives back the attempt a successful sign-in reserved,
+	// so that the buckets count failures.
+	ReleaseSignIn(ctx context.Context, keys []string, limit SignInLimit) error
 }
+
+// SignInLimit is how many failed sign-ins a key may have in Per: a
+// bucket holds Attempts and drains Attempts per Per.
+type SignInLimit struct {
+	Attempts int
+	Per      time.Duration
+}
+
+// Enabled reports whether the limit limits anything.
+func (l SignInLimit) Enabled() bool { return l.Attempts > 0 && l.Per > 0 }

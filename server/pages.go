@@ -11,10 +11,9 @@ import (
 	"github.com/valethq/valet/webui"
 )
 
-// pageState is the web inbox's shared state (templates, sign-in limiter).
+// pageState is the web inbox's shared state.
 type pageState struct {
-	ui      *webui.UI
-	signins *signinLimiter
+	ui *webui.UI
 	// dummyHash is verified against when a sign-in names an unknown email,
 	// so that answer takes as long as a wrong password. It is computed on
 	// first use: servers that never see a sign-in never pay for it.
@@ -29,8 +28,7 @@ func (s *Server) registerPages(mux *http.ServeMux) error {
 		return err
 	}
 	s.pages = &pageState{
-		ui:      ui,
-		signins: newSigninLimiter(s.clock, s.cfg.SignInLimit),
+		ui: ui,
 		dummyHash: sync.OnceValue(func() string {
 			h, _ := passwd.Hash(valet.NewSecret("dummy-"))
 			return h

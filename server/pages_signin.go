@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valethq/valet"
@@ -70,106 +69,6 @@ func clientAddr(r *http.Request) string {
 	return ip.String()
 }
 
-// signinLimiter is a set of leaky buckets keyed by email and by client
-// address. Each sign-in attempt takes one unit from every bucket it names
-// and a successful one gives them back, so what the buckets count is
-// failures; once a bucket is full, attempts are refused, without checking
-// the password, until it drains (at SignInLimit.Requests per Per).
-type signinLimiter struct {
-	clock valet.Clock
-	limit RateLimit
-
-	mu        sync.Mutex
-	buckets   map[string]*signinBucket
-	lastSweep time.Time
-}
-
-type signinBucket struct {
-	level float64
-	at    time.Time
-}
-
-func newSigninLimiter(clock valet.Clock, limit RateLimit) *signinLimiter {
-	return &signinLimiter{clock: clock, limit: limit, buckets: make(map[string]*signinBucket)}
-}
-
-func (l *signinLimiter) enabled() bool { return l.limit.Requests > 0 && l.limit.Per > 0 }
-
-func (l *signinLimiter) rate() float64 { return float64(l.limit.Requests) / l.limit.Per.Seconds() }
-
-// drain brings b's level to now.
-func (l *signinLimiter) drain(b *signinBucket, now time.Time) {
-	if elapsed := now.Sub(b.at); elapsed > 0 {
-		b.level = math.Max(0, b.level-elapsed.Seconds()*l.rate())
-		b.at = now
-	}
-}
-
-// reserve takes one unit from each key's bucket if all have room, and
-// otherwise takes nothing and says how long until they would.
-func (l *signinLimiter) reserve(keys ...string) (ok bool, retry time.Duration) {
-	if !l.enabled() {
-		return true, 0
-	}
-	now := l.clock.Now()
-	capacity := float64(l.limit.Requests)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sweep(now)
-	for _, k := range keys {
-		if b := l.buckets[k]; b != nil {
-			l.drain(b, now)
-			if b.level+1 > capacity+1e-9 {
-				wait := time.Duration((b.level + 1 - capacity) / l.rate() * float64(time.Second))
-				retry = max(retry, wait)
-			}
-		}
-	}
-	if retry > 0 {
-		return false, retry
-	}
-	for _, k := range keys {
-		b := l.buckets[k]
-		if b == nil {
-			b = &signinBucket{at: now}
-			l.buckets[k] = b
-		}
-		b.level++
-	}
-	return true, 0
-}
-
-// release gives back the unit an attempt took: it succeeded.
-func (l *signinLimiter) release(keys ...string) {
-	if !l.enabled() {
-		return
-	}
-	now := l.clock.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		if b := l.buckets[k]; b != nil {
-			l.drain(b, now)
-			b.level = math.Max(0, b.level-1)
-		}
-	}
-}
-
-// sweep drops drained buckets at most once per period, so memory follows
-// recent failures rather than every email ever tried.
-func (l *signinLimiter) sweep(now time.Time) {
-	if now.Sub(l.lastSweep) < l.limit.Per {
-		return
-	}
-	l.lastSweep = now
-	for k, b := range l.buckets {
-		l.drain(b, now)
-		if b.level <= 0 {
-			delete(l.buckets, k)
-		}
-	}
-}
-
 // signinPage shows the sign-in form, or sends a signed-in browser on.
 func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
@@ -220,7 +119,13 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	if len(email) <= 254 {
 		keys = append(keys, "email:"+email)
 	}
-	if ok, retry := s.pages.signins.reserve(keys...); !ok {
+	limit := valet.SignInLimit{Attempts: s.cfg.SignInLimit.Requests, Per: s.cfg.SignInLimit.Per}
+	retry, err := s.store.ReserveSignIn(ctx, keys, limit)
+	if err != nil {
+		s.pageError(w, r, nil, err)
+		return
+	}
+	if retry > 0 {
 		secs := max(1, int(math.Ceil(retry.Seconds())))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		wait := "a minute"
@@ -248,7 +153,10 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.renderSignin(w, r, http.StatusUnauthorized, typed, next, "Wrong email or password.")
 		return
 	}
-	s.pages.signins.release(keys...)
+	if err := s.store.ReleaseSignIn(ctx, keys, limit); err != nil {
+		s.pageError(w, r, nil, err)
+		return
+	}
 
 	ms, err := s.store.ListMemberships(ctx, user.ID)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -59,6 +60,8 @@ const inboxPassword = "correct horse battery"
 // (owner Gus with his own customer and ticket). Mia belongs to both.
 type inboxEnv struct {
 	store  *sqlstore.Store
+	path   string // the SQLite file
+	cfg    Config
 	srv    *Server
 	ts     *httptest.Server
 	clock  *inboxClock
@@ -74,12 +77,14 @@ func newInboxEnv(t *testing.T, tune ...func(*Config)) *inboxEnv {
 	t.Helper()
 	ctx := context.Background()
 	clock := &inboxClock{t: time.Now().UTC().Truncate(time.Microsecond)}
-	e := &inboxEnv{store: sqltest.SQLite(t, sqlstore.WithClock(clock)), clock: clock}
+	path := filepath.Join(t.TempDir(), "valet.db")
+	e := &inboxEnv{store: sqltest.OpenSQLiteFile(t, path, sqlstore.WithClock(clock)), clock: clock, path: path}
 	cfg := DefaultConfig()
 	cfg.Issuer = "http://valet.test"
 	for _, f := range tune {
 		f(&cfg)
 	}
+	e.cfg = cfg
 	srv, err := New(e.store, cfg, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
@@ -390,6 +395,33 @@ func TestInboxSignInRateLimit(t *testing.T) {
 	for range 5 {
 		inboxStatus(t, e.browser(t).signIn(e.gus.Email, inboxPassword, ""), http.StatusSeeOther)
 	}
+}
+
+// TestInboxSignInLimitSharedByNodes: a second node on the same database
+// counts the failures the first one saw, so a load balancer does not
+// multiply the attempts a password guesser gets.
+func TestInboxSignInLimitSharedByNodes(t *testing.T) {
+	t.Parallel()
+	e := newInboxEnv(t, func(c *Config) { c.SignInLimit = RateLimit{Requests: 3, Per: time.Minute} })
+	srv, err := New(sqltest.OpenSQLiteFile(t, e.path, sqlstore.WithClock(e.clock)), e.cfg, WithClock(e.clock),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node2 := *e
+	node2.ts = httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { node2.ts.Close(); _ = srv.Close(context.Background()) })
+
+	for i, node := range []*inboxEnv{e, &node2, e} {
+		if a := node.browser(t).signIn(e.owner.Email, "wrong password "+inboxID(int64(i)), ""); a.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, a.status)
+		}
+	}
+	for _, node := range []*inboxEnv{&node2, e} {
+		inboxStatus(t, node.browser(t).signIn(e.owner.Email, inboxPassword, ""), http.StatusTooManyRequests)
+	}
+	e.clock.Advance(21 * time.Second)
+	inboxStatus(t, node2.browser(t).signIn(e.owner.Email, inboxPassword, ""), http.StatusSeeOther)
 }
 
 func TestInboxCSRF(t *testing.T) {

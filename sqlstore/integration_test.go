@@ -2,11 +2,13 @@ package sqlstore_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,6 +211,96 @@ func TestClaimTwoNodes(t *testing.T) {
 				if n != 1 {
 					t.Fatalf("delivery %d claimed %d times", id, n)
 				}
+			}
+		})
+	}
+}
+
+func TestSignInLimitsSQLite(t *testing.T) {
+	storetest.RunSignInLimits(t, func(tb testing.TB, c valet.Clock) valet.Store {
+		return sqltest.SQLite(tb, sqlstore.WithClock(c))
+	})
+}
+
+func TestSignInLimitsPostgres(t *testing.T) {
+	storetest.RunSignInLimits(t, func(tb testing.TB, c valet.Clock) valet.Store {
+		return sqltest.Postgres(tb, sqlstore.WithClock(c))
+	})
+}
+
+// TestSignInLimitTwoNodes: two nodes on one database reserve attempts on
+// one email at once; together they get exactly the limit, and the table
+// holds the key's hash, not the email.
+func TestSignInLimitTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	limit := valet.SignInLimit{Attempts: 5, Per: time.Hour}
+	for _, b := range nodeBackends {
+		t.Run(b.name, func(t *testing.T) {
+			a, c, raw := b.open(t)
+			keys := []string{"email:guessed@acme.test", "addr:192.0.2.7"}
+			var granted atomic.Int32
+			var wg sync.WaitGroup
+			for i := range 16 {
+				node := a
+				if i%2 == 1 {
+					node = c
+				}
+				wg.Go(func() {
+					retry, err := node.ReserveSignIn(ctx, keys, limit)
+					if err != nil {
+						t.Error(err)
+					} else if retry == 0 {
+						granted.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if n := granted.Load(); n != int32(limit.Attempts) {
+				t.Fatalf("%d attempts granted across two nodes, want %d", n, limit.Attempts)
+			}
+			var n int
+			hash := sha256.Sum256([]byte(keys[0]))
+			if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM signin_buckets WHERE key_hash = $1`,
+				hash[:]).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("rows with the email's hash: %d (%v)", n, err)
+			}
+			if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM signin_buckets`).Scan(&n); err != nil || n != 2 {
+				t.Fatalf("rows: %d (%v)", n, err)
+			}
+		})
+	}
+}
+
+// TestSignInBucketsSwept: buckets untouched for a whole period are deleted
+// by the next reservation after it; the ones in use stay.
+func TestSignInBucketsSwept(t *testing.T) {
+	ctx := context.Background()
+	limit := valet.SignInLimit{Attempts: 3, Per: time.Minute}
+	for name, open := range map[string]func(testing.TB, ...sqlstore.Option) *sqlstore.Store{
+		"sqlite": sqltest.SQLite, "postgres": sqltest.Postgres,
+	} {
+		t.Run(name, func(t *testing.T) {
+			clock := storetest.NewClock()
+			s := open(t, sqlstore.WithClock(clock))
+			count := func() int {
+				var n int
+				if err := s.QueryRow(ctx, `SELECT count(*) FROM signin_buckets`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			reserve := func(key string) {
+				if _, err := s.ReserveSignIn(ctx, []string{key}, limit); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reserve("email:old")
+			clock.Advance(30 * time.Second)
+			reserve("email:recent")
+			clock.Advance(40 * time.Second) // old: 70 s untouched, recent: 40 s
+			reserve("email:new")
+			if n := count(); n != 2 {
+				t.Fatalf("%d buckets after the sweep, want 2 (recent and new)", n)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valethq/valet"
@@ -45,6 +46,10 @@ type Store struct {
 	importMu     sync.Mutex
 	imported     int
 	nextAnalysis int
+
+	// signInSwept is when this node last deleted drained sign-in buckets
+	// (µs since the epoch).
+	signInSwept atomic.Int64
 }
 
 // Option configures Open.

@@ -1,0 +1,139 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/valethq/valet"
+)
+
+// Failed sign-ins are counted in the database rather than in each node's
+// memory: behind a load balancer, per-node buckets would let a password
+// guesser try the limit once per node.
+
+// ReserveSignIn implements valet.SessionService.
+func (s *Store) ReserveSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) (time.Duration, error) {
+	const op = "sqlstore.ReserveSignIn"
+	if !limit.Enabled() || len(keys) == 0 {
+		return 0, nil
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	if err := s.sweepSignIns(ctx, tx, limit); err != nil {
+		return 0, s.fail(op, err, "")
+	}
+	hashes := signInHashes(keys)
+	levels, err := tx.lockSignIns(ctx, hashes, limit)
+	if err != nil {
+		return 0, s.fail(op, err, "")
+	}
+	capacity := float64(limit.Attempts)
+	var retry time.Duration
+	for _, level := range levels {
+		// The epsilon keeps float drift from refusing the last attempt of
+		// a bucket that is exactly full.
+		if level+1 > capacity+1e-9 {
+			retry = max(retry, time.Duration(math.Ceil((level+1-capacity)*float64(limit.Per)/capacity)))
+		}
+	}
+	if retry > 0 {
+		return retry, nil
+	}
+	for i, h := range hashes {
+		if err := tx.setSignIns(ctx, h, levels[i]+1); err != nil {
+			return 0, s.fail(op, err, "")
+		}
+	}
+	if err := tx.commit(ctx); err != nil {
+		return 0, s.fail(op, err, "")
+	}
+	return 0, nil
+}
+
+// ReleaseSignIn implements valet.SessionService.
+func (s *Store) ReleaseSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) error {
+	const op = "sqlstore.ReleaseSignIn"
+	if !limit.Enabled() || len(keys) == 0 {
+		return nil
+	}
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return s.fail(op, err, "")
+	}
+	defer tx.rollback()
+	hashes := signInHashes(keys)
+	levels, err := tx.lockSignIns(ctx, hashes, limit)
+	if err != nil {
+		return s.fail(op, err, "")
+	}
+	for i, h := range hashes {
+		if err := tx.setSignIns(ctx, h, max(0, levels[i]-1)); err != nil {
+			return s.fail(op, err, "")
+		}
+	}
+	if err := tx.commit(ctx); err != nil {
+		return s.fail(op, err, "")
+	}
+	return nil
+}
+
+// signInHashes are the keys' SHA-256 hashes, so the table holds no email
+// or address, sorted so that concurrent transactions lock their rows in
+// one order and cannot deadlock.
+func signInHashes(keys []string) [][]byte {
+	hashes := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		h := sha256.Sum256([]byte(k))
+		hashes = append(hashes, h[:])
+	}
+	slices.SortFunc(hashes, bytes.Compare)
+	return slices.CompactFunc(hashes, bytes.Equal)
+}
+
+// lockSignIns creates the buckets of hashes that do not exist yet, locks
+// them until the transaction ends and returns their levels drained to now.
+// The no-op update is what locks an existing row in one statement on both
+// databases.
+func (tx *tx) lockSignIns(ctx context.Context, hashes [][]byte, limit valet.SignInLimit) ([]float64, error) {
+	now := micros(tx.now)
+	levels := make([]float64, len(hashes))
+	for i, h := range hashes {
+		var level float64
+		var at int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO signin_buckets (key_hash, level, touched_at) VALUES ($1, 0, $2)
+			ON CONFLICT (key_hash) DO UPDATE SET level = signin_buckets.level RETURNING level, touched_at`, h, now).
+			Scan(&level, &at)
+		if err != nil {
+			return nil, err
+		}
+		if elapsed := now - at; elapsed > 0 {
+			level = max(0, level-float64(elapsed)*float64(limit.Attempts)/float64(limit.Per.Microseconds()))
+		}
+		levels[i] = level
+	}
+	return levels, nil
+}
+
+func (tx *tx) setSignIns(ctx context.Context, hash []byte, level float64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE signin_buckets SET level = $1, touched_at = $2 WHERE key_hash = $3`,
+		level, micros(tx.now), hash)
+	return err
+}
+
+// sweepSignIns deletes, at most once per period on each node, the buckets
+// nobody has touched for a whole period: they have drained empty.
+func (s *Store) sweepSignIns(ctx context.Context, tx *tx, limit valet.SignInLimit) error {
+	last := s.signInSwept.Load()
+	if now := micros(tx.now); now-last < limit.Per.Microseconds() || !s.signInSwept.CompareAndSwap(last, now) {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM signin_buckets WHERE touched_at < $1`, micros(tx.now.Add(-limit.Per)))
+	return err
+}
