@@ -62,6 +62,11 @@ func ValidateRedirectURI(u string) error {
 	if p.User != nil {
 		return errors.New("must not contain user information")
 	}
+	// url.Parse lowercases the scheme, but matching at authorize is on the
+	// string as registered.
+	if !strings.HasPrefix(u, p.Scheme+"://") {
+		return errors.New("must start with https:// (or http:// on a loopback address) in lowercase")
+	}
 	switch p.Scheme {
 	case "https":
 		return nil
@@ -356,7 +361,8 @@ type OAuthService interface {
 	RefreshAsClient(ctx context.Context, token, clientID, secret string, accessTTL time.Duration) (*IssuedTokens, error)
 	// RevokeOAuthToken revokes a vat_ access token or a vrt_ refresh token
 	// (with its family) of the app, as RFC 7009 asks: unknown tokens are
-	// not an error.
+	// not an error. Errors: EFORBIDDEN (a token of another app, which RFC
+	// 7009 §2.1 refuses).
 	RevokeOAuthToken(ctx context.Context, appID int64, token string) error
 
 	// CreateSigningKey stores k. Errors: ECONFLICT (kid).
@@ -437,4 +443,33 @@ type PendingAuthorization struct {
 	Scopes      ScopeSet // what the app asks for, all registered
 	AccountHint string   // the account=NAME parameter, if any
 	Expires     time.Time
+
+	// What the app's prompt and max_age parameters ask of the pages
+	// (OpenID Connect Core §3.1.2.1). NoPrompt (prompt=none): show no
+	// page; what would need one goes back to the app as an error.
+	// AskConsent (prompt=consent or select_account): show the consent page
+	// and its account picker even when consent is remembered.
+	NoPrompt, AskConsent bool
+	// SignInSince is how recent the sign-in the code vouches for must be
+	// (max_age, and prompt=login as max_age=0): a sign-in made since the
+	// request always is. Zero when the app asked for neither.
+	SignInSince time.Time
+}
+
+// PromptError is how the authorization server answers a request with
+// prompt=none that cannot go on without showing a page (OpenID Connect
+// Core §3.1.2.6).
+type PromptError string
+
+const (
+	LoginRequired            PromptError = "login_required"             // no session, or one too old
+	ConsentRequired          PromptError = "consent_required"           // consent not given, or not for every scope
+	AccountSelectionRequired PromptError = "account_selection_required" // the account picker would be needed
+	InteractionRequired      PromptError = "interaction_required"       // any other page
+)
+
+// NeedsSignIn reports whether a session signed in at authTime is too old
+// for the request: the person must enter their password again first.
+func (p *PendingAuthorization) NeedsSignIn(authTime time.Time) bool {
+	return authTime.Before(p.SignInSince)
 }

@@ -30,6 +30,9 @@ func TestValidateRedirectURI(t *testing.T) {
 		{"", false},
 		{"https://app.example/c b", false},
 		{"http://localhost.evil.example/cb", false},
+		{"HTTPS://app.example/cb", false},
+		{"Http://localhost:8080/cb", false},
+		{"https://App.Example/CB", true}, // matched as registered
 	}
 	for _, tt := range tests {
 		err := valet.ValidateRedirectURI(tt.uri)

@@ -6,5 +6,6 @@
 // apps, and whenever a code carried a challenge), ID tokens only with
 // openid, RFC 9207 iss, the account in the token answer, no-store token
 // answers and explicit CORS. The sign-in and consent pages are the server
-// package's; they hand back through Pending, Approve and Deny.
+// package's; they hand back through Pending, Approve, Deny and Refuse
+// (prompt and max_age: prompt.go).
 package authserver

@@ -1244,17 +1244,3 @@ func TestLongState(t *testing.T) {
 		t.Fatalf("too long state: %.80v", q)
 	}
 }
-
-// TestOtherGrantTypes: only authorization_code and refresh_token exist.
-func TestOtherGrantTypes(t *testing.T) {
-	e := newEnv(t)
-	for _, gt := range []string{"client_credentials", "password", "urn:ietf:params:oauth:grant-type:jwt-bearer",
-		"urn:ietf:params:oauth:grant-type:token-exchange", "urn:ietf:params:oauth:grant-type:device_code", "implicit"} {
-		status, out, _ := e.tokenPost(url.Values{"grant_type": {gt}, "assertion": {"x.y.z"}, "subject_token": {"x"},
-			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "device_code": {"x"},
-			"username": {e.user.Email}, "password": {password}})
-		if status != http.StatusBadRequest || out["error"] == nil || out["access_token"] != nil {
-			t.Errorf("grant_type %s: %d %v", gt, status, out)
-		}
-	}
-}

@@ -28,6 +28,12 @@ type authRequest struct {
 	AccountHint   string                   `json:"a,omitempty"`
 	Expires       int64                    `json:"e"`
 
+	// prompt and max_age (OpenID Connect Core §3.1.2.1; prompt.go).
+	NoPrompt   bool   `json:"pn,omitempty"` // prompt=none
+	AskConsent bool   `json:"pc,omitempty"` // prompt=consent or select_account
+	MaxAge     *int64 `json:"ma,omitempty"` // seconds; prompt=login is 0
+	Requested  int64  `json:"t,omitempty"`  // when, with MaxAge (microseconds)
+
 	// Set once the person approved (the id handed to the callback). The
 	// code is minted at approval and travels sealed, so replaying the
 	// callback only re-sends that one single-use code to the registered

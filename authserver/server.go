@@ -138,6 +138,7 @@ type ctxKey int
 const (
 	hintKey ctxKey = iota
 	rawScopeKey
+	requestURIKey // whether the authorization request has a request_uri
 )
 
 func accountHint(ctx context.Context) string {
@@ -156,14 +157,34 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			_ = r.ParseForm()
 			ctx := context.WithValue(r.Context(), hintKey, r.Form.Get("account"))
 			ctx = context.WithValue(ctx, rawScopeKey, r.Form.Get("scope"))
+			ctx = context.WithValue(ctx, requestURIKey, r.Form.Has("request_uri"))
 			rec := &bufferedWriter{header: http.Header{}}
 			h.ServeHTTP(rec, r.WithContext(ctx))
 			s.finishAuthorize(w, r, rec)
 			return
 		case TokenPath, RevokePath, IntrospectPath:
+			if r.Method == http.MethodOptions { // a CORS preflight
+				break
+			}
+			if f := checkClientEndpoint(r); f != nil {
+				f.write(w)
+				return
+			}
 			rec := &bufferedWriter{header: http.Header{}}
 			h.ServeHTTP(rec, r.WithContext(withAppMemo(r.Context())))
 			finishToken(w, rec)
+			return
+		case UserinfoPath:
+			if r.Method == http.MethodOptions {
+				break
+			}
+			if f := checkUserinfo(r); f != nil {
+				f.write(w)
+				return
+			}
+			rec := &bufferedWriter{header: http.Header{}}
+			h.ServeHTTP(rec, r)
+			finishUserinfo(w, r, rec)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -213,6 +234,37 @@ func finishToken(w http.ResponseWriter, rec *bufferedWriter) {
 	_, _ = w.Write(rec.body.Bytes())
 }
 
+// finishUserinfo adds the WWW-Authenticate challenge RFC 6750 §3 asks for
+// (OpenID Connect Core §5.3.3): no error code when no token was sent.
+func finishUserinfo(w http.ResponseWriter, r *http.Request, rec *bufferedWriter) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(rec.body.Bytes(), &e)
+	switch {
+	case rec.status == http.StatusForbidden:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="openid"`)
+	case rec.status == http.StatusUnauthorized && e.Error == errInvalidToken:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="invalid_token"`)
+	case rec.status == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="valet"`)
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// RFC 6750 §3.1's error codes, which the library does not name.
+const (
+	errInvalidToken      = "invalid_token"
+	errInsufficientScope = "insufficient_scope"
+)
+
 func (s *Server) finishAuthorize(w http.ResponseWriter, r *http.Request, rec *bufferedWriter) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
@@ -222,13 +274,33 @@ func (s *Server) finishAuthorize(w http.ResponseWriter, r *http.Request, rec *bu
 		// A redirect to the app (success or error) carries iss (RFC 9207);
 		// one to our own consent page does not need it.
 		if u, err := url.Parse(loc); err == nil && (u.IsAbs() || strings.HasPrefix(loc, "//")) {
-			q := u.Query()
-			if q.Get("code") != "" || q.Get("error") != "" {
-				q.Set("iss", s.issuer)
-				u.RawQuery = q.Encode()
+			// The answer is in the query, or in the fragment when the
+			// request asked for a response mode or type that puts it there
+			// (valet refuses those, but says so where the app looks).
+			params, fragment := u.Query(), false
+			if params.Get("code") == "" && params.Get("error") == "" && u.Fragment != "" {
+				if f, err := url.ParseQuery(u.Fragment); err == nil && f.Get("error") != "" {
+					params, fragment = f, true
+				}
+			}
+			if params.Get("code") != "" || params.Get("error") != "" {
+				// The library calls a response type no client may use
+				// unauthorized_client; valet supports code alone.
+				if params.Get("error") == string(oidc.UnauthorizedClient) && r.Form.Get("response_type") != string(oidc.ResponseTypeCode) {
+					params.Set("error", "unsupported_response_type")
+					params.Set("error_description", "only response_type=code is supported")
+				}
+				params.Set("iss", s.issuer)
+				if fragment {
+					u.Fragment = params.Encode()
+				} else {
+					u.RawQuery = params.Encode()
+				}
 				rec.header.Set("Location", u.String())
 			}
 		}
+	} else if rec.status >= 400 && strings.HasPrefix(rec.header.Get("Content-Type"), "text/html") {
+		// Already a page (the callback's).
 	} else if rec.status >= 400 {
 		// Until client and redirect URI are known good the answer is a page,
 		// never a redirect.
@@ -270,12 +342,21 @@ func (s *Server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Re
 	c.IntrospectionEndpoint = s.issuer + IntrospectPath
 	c.JwksURI = s.issuer + KeysPath
 	c.EndSessionEndpoint = ""
-	return op.NewResponse(discovery{DiscoveryConfiguration: c, IssParameterSupported: true}), nil
+	// No device flow, no JWT client authentication, no request objects.
+	c.DeviceAuthorizationEndpoint = ""
+	c.TokenEndpointAuthSigningAlgValuesSupported = nil
+	c.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	c.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
+	c.RequestObjectSigningAlgValuesSupported = nil
+	c.RequestParameterSupported, c.RequestURIParameterSupported = false, false
+	return op.NewResponse(discovery{DiscoveryConfiguration: c, IssParameterSupported: true,
+		PromptValuesSupported: []string{oidc.PromptNone, oidc.PromptLogin, oidc.PromptConsent, oidc.PromptSelectAccount}}), nil
 }
 
 type discovery struct {
 	*oidc.DiscoveryConfiguration
-	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	IssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	PromptValuesSupported []string `json:"prompt_values_supported"`
 }
 
 // Authorize adds valet's rules once client and redirect URI are known good:
@@ -304,6 +385,12 @@ func (s *Server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 	if r.Data.CodeChallenge != "" && r.Data.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
 		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256")
 	}
+	if r.Data.CodeChallenge != "" && !challengePattern.MatchString(r.Data.CodeChallenge) {
+		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge must be the 43-character base64url SHA-256 of the verifier (RFC 7636)")
+	}
+	if requestURI, _ := ctx.Value(requestURIKey).(bool); requestURI {
+		return nil, &oidc.Error{ErrorType: "request_uri_not_supported", Description: "request_uri is not supported"}
+	}
 	if c.app.Public && r.Data.CodeChallenge == "" {
 		return nil, oidc.ErrInvalidRequest().WithDescription("PKCE (S256) is required for this app")
 	}
@@ -322,8 +409,10 @@ func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthoriz
 	if err != nil {
 		return nil, err
 	}
-	return &valet.PendingAuthorization{ID: id, App: app, Scopes: valet.ScopeSet(toScopes(a.Scopes)),
-		AccountHint: a.AccountHint, Expires: time.UnixMicro(a.Expires).UTC()}, nil
+	p := &valet.PendingAuthorization{ID: id, App: app, Scopes: valet.ScopeSet(toScopes(a.Scopes)),
+		AccountHint: a.AccountHint, Expires: time.UnixMicro(a.Expires).UTC()}
+	s.pendingPrompt(p, a)
+	return p, nil
 }
 
 // pending opens a request Pending returned, with the app Pending found for
@@ -346,12 +435,16 @@ var errUnknownRequest = valet.Errorf(valet.ENOTFOUND, "This authorization reques
 // browser goes next: the library's callback, which answers the app with a
 // code. A remembered grant that already holds the requested scopes is used
 // as it is: consent is recorded (and audited) when a person gave it, not
-// on every silent re-authorization. Errors: ENOTFOUND, and the store's
-// Consent errors.
+// on every silent re-authorization. Errors: ENOTFOUND, EUNAUTHORIZED (a
+// sign-in at authTime is too old for the request's max_age or
+// prompt=login), and the store's Consent errors.
 func (s *Server) Approve(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64, authTime time.Time, remembered *valet.Grant) (string, error) {
 	a, app, err := s.pending(p)
 	if err != nil {
 		return "", err
+	}
+	if authTime.Before(a.signInSince(s.clock.Now())) {
+		return "", errSignInAgain
 	}
 	requested := valet.ScopeSet(toScopes(a.Scopes))
 	g := remembered
@@ -577,6 +670,9 @@ func (s *Server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 		return nil, oidc.ErrServerError()
 	}
 	if err := s.store.RevokeOAuthToken(ctx, c.app.ID, r.Data.Token); err != nil {
+		if valet.ErrorCode(err) == valet.EFORBIDDEN {
+			return nil, op.RevocationError(oidc.ErrUnauthorizedClient().WithDescription("the token was not issued to this app"))
+		}
 		return nil, op.RevocationError(oidc.ErrServerError().WithParent(err))
 	}
 	return op.NewResponse(nil), nil
@@ -586,10 +682,12 @@ func (s *Server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 func (s *Server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
 	cred, err := s.store.Authenticate(ctx, r.Data.AccessToken)
 	if err != nil || cred.Kind != valet.CredentialOAuth {
-		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("access token invalid"), http.StatusUnauthorized)
+		return nil, op.NewStatusError(&oidc.Error{ErrorType: errInvalidToken,
+			Description: "the access token is unknown, expired or revoked"}, http.StatusUnauthorized)
 	}
 	if !cred.Scopes.Has(valet.ScopeOpenID) {
-		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the token lacks the openid scope"), http.StatusForbidden)
+		return nil, op.NewStatusError(&oidc.Error{ErrorType: errInsufficientScope,
+			Description: "the token lacks the openid scope"}, http.StatusForbidden)
 	}
 	user, err := s.store.FindUserByID(ctx, cred.UserID)
 	if err != nil {
@@ -605,7 +703,7 @@ func (s *Server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 	return op.NewResponse(info), nil
 }
 
-// Introspect implements RFC 7662 for client-authenticated resource servers.
+// Introspect implements RFC 7662 for an authenticated app's own tokens.
 func (s *Server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
 	cc := r.Data.ClientCredentials
 	if cc == nil {
@@ -614,11 +712,18 @@ func (s *Server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 	if err := (storage{s}).AuthorizeClientIDSecret(ctx, cc.ClientID, cc.ClientSecret); err != nil {
 		return nil, err
 	}
+	caller, err := (storage{s}).findApp(ctx, cc.ClientID)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
 	resp := &oidc.IntrospectionResponse{}
+	// An app learns about its own tokens only: valet's API is the one
+	// resource server, and another app's token is none of its business.
 	cred, err := s.store.Authenticate(ctx, r.Data.Token)
-	if err != nil || cred.Kind != valet.CredentialOAuth {
+	if err != nil || cred.Kind != valet.CredentialOAuth || cred.AppID != caller.ID {
 		return op.NewResponse(resp), nil
 	}
+	resp.ClientID = caller.ClientID
 	account, err := s.store.FindAccountByID(ctx, cred.AccountID)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)

@@ -71,10 +71,12 @@ var _ op.Storage = storage{}
 var errUnused = oidc.ErrServerError().WithDescription("not supported by this server")
 
 func (st storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	now := st.s.clock.Now()
 	a := &authRequest{ClientID: req.ClientID, RedirectURI: req.RedirectURI, State: req.State, Nonce: req.Nonce,
 		Scopes: req.Scopes, ResponseType: req.ResponseType, ResponseMode: req.ResponseMode,
 		Challenge: req.CodeChallenge, ChallengeMeth: req.CodeChallengeMethod,
-		AccountHint: accountHint(ctx), Expires: st.s.clock.Now().Add(requestTTL).UnixMicro()}
+		AccountHint: accountHint(ctx), Expires: now.Add(requestTTL).UnixMicro()}
+	a.setPrompt(req, now)
 	if _, err := st.s.seal(a); err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
@@ -152,18 +154,13 @@ func (st storage) GetClientByClientID(ctx context.Context, clientID string) (op.
 	app, err := st.findApp(ctx, clientID)
 	if err != nil {
 		if valet.ErrorCode(err) == valet.ENOTFOUND {
-			return nil, unknownClient{}
+			// An *oidc.Error, or the library calls it a server error.
+			return nil, oidc.ErrInvalidClient().WithDescription("no app is registered with this client_id")
 		}
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
 	return &client{app: app, loginPath: st.s.consentPath}, nil
 }
-
-// unknownClient is the library's "not found" (op.StorageNotFoundError).
-type unknownClient struct{}
-
-func (unknownClient) Error() string { return "unknown client" }
-func (unknownClient) IsNotFound()   {}
 
 func (st storage) AuthorizeClientIDSecret(ctx context.Context, clientID, secret string) error {
 	app, err := st.findApp(ctx, clientID)

@@ -28,6 +28,10 @@ type OAuthProvider interface {
 	// Deny records the refusal of a request Pending returned and returns
 	// the app's error redirect.
 	Deny(ctx context.Context, p *valet.PendingAuthorization, userID, accountID int64) (string, error)
+	// Refuse returns the app's error redirect for a request Pending
+	// returned with NoPrompt (prompt=none) that cannot go on without a
+	// page. Errors: ENOTFOUND.
+	Refuse(ctx context.Context, p *valet.PendingAuthorization, code valet.PromptError, description string) (string, error)
 }
 
 // WithOAuth mounts the authorization server and its consent page.
@@ -43,7 +47,7 @@ func (s *Server) registerOAuth(mux *http.ServeMux) {
 		mux.Handle(method+" /oauth/", h)
 		mux.Handle(method+" /.well-known/", h)
 	}
-	mux.Handle("GET /oauth/consent", s.page(false, s.consentPage))
+	mux.Handle("GET /oauth/consent", s.pageOr(false, s.consentPage, s.consentSignedOut))
 	mux.Handle("POST /oauth/consent", s.page(false, s.postConsent))
 	mux.Handle("GET /settings/apps", s.page(true, s.connectedAppsPage))
 	mux.Handle("POST /settings/apps/{id}/revoke", s.page(true, s.postRevokeGrant))
@@ -82,15 +86,58 @@ func consentAccount(ps *pageSession, formAccount, hint string) *valet.Account {
 	return nil
 }
 
+// consentSignedOut answers a consent page asked for without a session: the
+// sign-in page, or the app's login_required when it asked for no page
+// (prompt=none).
+func (s *Server) consentSignedOut(w http.ResponseWriter, r *http.Request) {
+	pending, err := s.oauth.Pending(r.Context(), r.URL.Query().Get("id"))
+	if err != nil && valet.ErrorCode(err) != valet.ENOTFOUND {
+		s.pageError(w, r, nil, err)
+		return
+	}
+	if err != nil || !pending.NoPrompt { // an unknown request says so after sign-in, as before
+		s.toSignin(w, r)
+		return
+	}
+	if err := s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The user is not signed in."); err != nil {
+		s.pageError(w, r, nil, err)
+	}
+}
+
+// refuseAuthorization answers a prompt=none request with the app's error
+// redirect.
+func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, pending *valet.PendingAuthorization, code valet.PromptError, description string) error {
+	to, err := s.oauth.Refuse(r.Context(), pending, code, description)
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+	return nil
+}
+
 // consentPage asks for the scopes the app does not hold yet on the account,
-// or hands straight back when it holds them all (remembered consent).
+// or hands straight back when it holds them all (remembered consent) and
+// the app did not ask for the page (prompt=consent or select_account). A
+// sign-in too old for the app's max_age or prompt=login is asked for again
+// first. With prompt=none, whatever needs a page is answered to the app
+// as an error instead.
 func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSession) error {
 	ctx := r.Context()
 	pending, err := s.oauth.Pending(ctx, r.URL.Query().Get("id"))
 	if err != nil {
 		return err
 	}
+	if pending.NeedsSignIn(ps.session.CreatedDatetime) {
+		if pending.NoPrompt {
+			return s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The user signed in longer ago than max_age allows.")
+		}
+		http.Redirect(w, r, signinAgainURL(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil
+	}
 	if len(ps.memberships) == 0 {
+		if pending.NoPrompt {
+			return s.refuseAuthorization(w, r, pending, valet.InteractionRequired, "The user is not a member of any helpdesk account.")
+		}
 		return valet.Errorf(valet.EFORBIDDEN, "You are not a member of any helpdesk account, so there is nothing to connect this app to.")
 	}
 	account := consentAccount(ps, "", pending.AccountHint)
@@ -106,7 +153,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 				granted = g.Scopes
 			}
 		}
-		if g != nil && granted.Contains(pending.Scopes) {
+		if g != nil && granted.Contains(pending.Scopes) && !pending.AskConsent {
 			to, err := s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, g)
 			if err != nil {
 				return err
@@ -114,6 +161,12 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 			http.Redirect(w, r, to, http.StatusSeeOther)
 			return nil
 		}
+	}
+	if pending.NoPrompt {
+		if account == nil {
+			return s.refuseAuthorization(w, r, pending, valet.AccountSelectionRequired, "The user belongs to several helpdesk accounts; name one with account=.")
+		}
+		return s.refuseAuthorization(w, r, pending, valet.ConsentRequired, "The user has not approved every requested scope.")
 	}
 	p := &webui.ConsentPage{Layout: s.layout(w, r, ps, "Allow "+pending.App.Name+"?", ""), ID: pending.ID,
 		App: pending.App, Accounts: ps.memberships, Account: account}
@@ -127,6 +180,9 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 		} else {
 			p.New = append(p.New, info)
 		}
+	}
+	if len(p.New) == 0 { // asked again (prompt=consent): all of it is approved anew
+		p.New, p.Granted = p.Granted, nil
 	}
 	// The form's answer redirects to the app: let the browser follow it.
 	formAction := "'self'"
@@ -153,6 +209,10 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSes
 	case "allow":
 		if account == nil {
 			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
+		}
+		if pending.NeedsSignIn(ps.session.CreatedDatetime) {
+			http.Redirect(w, r, signinAgainURL("/oauth/consent?id="+url.QueryEscape(pending.ID)), http.StatusSeeOther)
+			return nil
 		}
 		to, err = s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)
 	case "deny":

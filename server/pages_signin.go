@@ -69,7 +69,19 @@ func clientAddr(r *http.Request) string {
 	return ip.String()
 }
 
-// signinPage shows the sign-in form, or sends a signed-in browser on.
+// signinAgainURL is the sign-in form for a signed-in browser that must
+// enter its password again (an app's max_age or prompt=login) before going
+// on to next.
+func signinAgainURL(next string) string {
+	return "/signin?" + reauthField + "=1&next=" + url.QueryEscape(next)
+}
+
+// reauthField marks a sign-in asked for again (signinAgainURL), in the URL
+// and then in the form.
+const reauthField = "reauth"
+
+// signinPage shows the sign-in form, or sends a signed-in browser on unless
+// it must sign in again (signinAgainURL).
 func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
 	ps, err := s.loadSession(r.Context(), r)
@@ -77,15 +89,22 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, nil, err)
 		return
 	}
+	email := ""
 	if ps != nil {
-		http.Redirect(w, r, cmp.Or(next, defaultNext), http.StatusSeeOther)
-		return
+		if r.URL.Query().Get(reauthField) == "" {
+			http.Redirect(w, r, cmp.Or(next, defaultNext), http.StatusSeeOther)
+			return
+		}
+		email = ps.user.Email
 	}
-	s.renderSignin(w, r, http.StatusOK, "", next, "")
+	s.renderSignin(w, r, http.StatusOK, email, next, "")
 }
 
+// renderSignin shows the form; one asked for again (reauthField in the URL
+// or the form) says why, and keeps saying it until the sign-in succeeds.
 func (s *Server) renderSignin(w http.ResponseWriter, r *http.Request, status int, email, next, msg string) {
-	p := &webui.SignInPage{Layout: s.layout(w, r, nil, "Sign in", ""), Email: email, Next: next, Error: msg}
+	p := &webui.SignInPage{Layout: s.layout(w, r, nil, "Sign in", ""), Email: email, Next: next, Error: msg,
+		Again: r.Form.Get(reauthField) != "" || r.URL.Query().Get(reauthField) != ""}
 	p.CSRF = s.signinToken(w, r)
 	if err := s.pages.ui.SignIn(w, status, p); err != nil {
 		s.pageError(w, r, nil, err)

@@ -130,6 +130,21 @@ const maxFormBytes = 1 << 20
 // the switcher when the user has several) and sets the actor that events
 // record.
 func (s *Server) page(needAccount bool, fn pageFunc) http.Handler {
+	return s.pageOr(needAccount, fn, s.toSignin)
+}
+
+// toSignin sends a browser that is not signed in to the sign-in page, which
+// brings it back to the page it asked for with a GET.
+func (s *Server) toSignin(w http.ResponseWriter, r *http.Request) {
+	to := "/signin"
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		to += "?next=" + url.QueryEscape(r.URL.RequestURI())
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// pageOr is page with signedOut answering a browser that is not signed in.
+func (s *Server) pageOr(needAccount bool, fn pageFunc, signedOut http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		ps, err := s.loadSession(ctx, r)
@@ -141,11 +156,7 @@ func (s *Server) page(needAccount bool, fn pageFunc) http.Handler {
 			if s.cookieValue(r, sessionCookieName) != "" {
 				s.setCookie(w, sessionCookieName, "", -1, time.Time{})
 			}
-			to := "/signin"
-			if r.Method == http.MethodGet || r.Method == http.MethodHead {
-				to += "?next=" + url.QueryEscape(r.URL.RequestURI())
-			}
-			http.Redirect(w, r, to, http.StatusSeeOther)
+			signedOut(w, r)
 			return
 		}
 		if r.Method == http.MethodPost {

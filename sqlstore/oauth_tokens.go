@@ -774,7 +774,14 @@ func (s *Store) RevokeOAuthToken(ctx context.Context, appID int64, token string)
 		return nil
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // RFC 7009 §2.2: an invalid token is not an error
+		// RFC 7009 §2.2: an invalid token is not an error; §2.1: a token
+		// issued to another client is.
+		if other, err := tx.issuedToOtherApp(ctx, token, hash, appID); err != nil {
+			return s.fail(op, err, "")
+		} else if other {
+			return errorf(op, valet.EFORBIDDEN, "This token was not issued to this app.", nil)
+		}
+		return nil
 	}
 	if err != nil {
 		return s.fail(op, err, "")
@@ -783,6 +790,22 @@ func (s *Store) RevokeOAuthToken(ctx context.Context, appID int64, token string)
 		return s.fail(op, err, "")
 	}
 	return s.fail(op, tx.commit(ctx), "")
+}
+
+// issuedToOtherApp reports whether token (hashed as hash) is an access or
+// refresh token of an app other than appID.
+func (tx *tx) issuedToOtherApp(ctx context.Context, token string, hash []byte, appID int64) (bool, error) {
+	table := "access_tokens"
+	if valet.HasSecretPrefix(token, valet.PrefixRefreshToken) {
+		table = "refresh_tokens"
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` t JOIN grants g ON g.id = t.grant_id
+		WHERE t.token_hash = $1 AND g.app_id <> $2`, hash, appID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // PurgeOAuth implements valet.OAuthService, in bounded batches so that a

@@ -57,6 +57,9 @@ type SignInPage struct {
 	Email string
 	Next  string // a local path to go to after signing in
 	Error string
+	// Again asks a signed-in person for the password again (an app's
+	// max_age or prompt=login).
+	Again bool
 }
 
 // AccountsPage lets a member of several accounts pick one.

@@ -580,8 +580,10 @@ func testOAuthRevokeToken(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	second, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
 	must(t, err)
 
-	// Another app cannot revoke the app's tokens; unknown tokens are fine.
-	must(t, s.RevokeOAuthToken(ctx, other.ID, first.AccessToken))
+	// Another app cannot revoke the app's tokens, and is told so (RFC 7009
+	// §2.1); unknown tokens are fine.
+	wantCode(t, s.RevokeOAuthToken(ctx, other.ID, first.AccessToken), valet.EFORBIDDEN)
+	wantCode(t, s.RevokeOAuthToken(ctx, other.ID, first.RefreshToken), valet.EFORBIDDEN)
 	wantAuth(t, s, first.AccessToken, true)
 	must(t, s.RevokeOAuthToken(ctx, app.ID, "vat_unknown"))
 	must(t, s.RevokeOAuthToken(ctx, app.ID, "junk"))
