@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Lifetimes of the OAuth artefacts (DESIGN.md §3, issue 3).
@@ -87,13 +88,17 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func validateWebURL(p Problems, field, u string) {
+func validateWebURL(p Problems, field, u string, schemes ...string) {
 	if u == "" {
 		return
 	}
+	if len(u) > 2000 {
+		p.Add(field, "must be at most 2000 characters")
+		return
+	}
 	parsed, err := url.Parse(u)
-	if err != nil || (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "" || len(u) > 2000 {
-		p.Add(field, "must be an http(s) URL")
+	if err != nil || !slices.Contains(schemes, parsed.Scheme) || parsed.Host == "" {
+		p.Add(field, "must be an "+strings.Join(schemes, " or ")+" URL")
 	}
 }
 
@@ -102,17 +107,19 @@ func validateWebURL(p Problems, field, u string) {
 func (a *App) Validate() error {
 	p := Problems{}
 	a.Name = strings.TrimSpace(a.Name)
-	if a.Name == "" || len(a.Name) > 100 {
+	// Lengths are in characters, as the form's maxlength counts them.
+	if n := utf8.RuneCountInString(a.Name); n == 0 || n > 100 {
 		p.Add("name", "must be 1-100 characters")
 	}
-	if len(a.Description) > 1000 {
+	if utf8.RuneCountInString(a.Description) > 1000 {
 		p.Add("description", "must be at most 1000 characters")
 	}
-	if len(a.DeveloperName) > 100 {
+	if utf8.RuneCountInString(a.DeveloperName) > 100 {
 		p.Add("developer_name", "must be at most 100 characters")
 	}
-	validateWebURL(p, "homepage_url", a.HomepageURL)
-	validateWebURL(p, "logo_url", a.LogoURL)
+	validateWebURL(p, "homepage_url", a.HomepageURL, "https", "http")
+	// Pages load images over https only (their Content-Security-Policy).
+	validateWebURL(p, "logo_url", a.LogoURL, "https")
 	if len(a.RedirectURIs) == 0 {
 		p.Add("redirect_uris", "at least one is required")
 	}
@@ -131,7 +138,7 @@ func (a *App) Validate() error {
 		}
 	}
 	a.Scopes = scopes
-	if len(a.Scopes) == 0 {
+	if len(a.Scopes) == 0 && err == nil {
 		p.Add("scopes", "at least one is required")
 	}
 	if a.RefreshLeeway < 0 || a.RefreshLeeway > MaxRefreshLeeway {

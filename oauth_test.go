@@ -2,6 +2,7 @@ package valet_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/valethq/valet"
@@ -67,6 +68,8 @@ func TestAppValidate(t *testing.T) {
 		{"negative leeway", func(a *valet.App) { a.RefreshLeeway = -1 }, "refresh_reuse_leeway"},
 		{"alg", func(a *valet.App) { a.IDTokenAlg = "HS256" }, "id_token_signed_response_alg"},
 		{"logo", func(a *valet.App) { a.LogoURL = "javascript:x" }, "logo_url"},
+		{"http logo", func(a *valet.App) { a.LogoURL = "http://cdn.example/logo.png" }, "logo_url"},
+		{"long name", func(a *valet.App) { a.Name = strings.Repeat("é", 101) }, "name"},
 	}
 	for _, tt := range tests {
 		a := good()
@@ -111,5 +114,25 @@ func TestSealKey(t *testing.T) {
 	}
 	if _, err := valet.DeriveKey([]byte("short"), "x"); err == nil {
 		t.Fatal("short secret accepted")
+	}
+}
+
+// TestAppValidateMessages: lengths count characters, and each problem is
+// named once, as it is.
+func TestAppValidateMessages(t *testing.T) {
+	a := valet.App{Name: strings.Repeat("é", 100), Description: strings.Repeat("説", 1000),
+		DeveloperName: strings.Repeat("ß", 100), RedirectURIs: []string{"https://hub.example/cb"},
+		Scopes: valet.ScopeSet{"openid"}, LogoURL: "https://cdn.example/logo.png"}
+	if err := a.Validate(); err != nil {
+		t.Fatalf("non-ASCII text within the limits: %v", err)
+	}
+	a.HomepageURL = "https://hub.example/" + strings.Repeat("a", 2000)
+	a.Scopes = valet.ScopeSet{"openid", "admin"}
+	fields := valet.ErrorFields(a.Validate())
+	if got := fields["homepage_url"]; len(got) != 1 || got[0] != "must be at most 2000 characters" {
+		t.Errorf("long homepage: %q", got)
+	}
+	if got := fields["scopes"]; len(got) != 1 || !strings.Contains(got[0], "unknown scope: admin") {
+		t.Errorf("unknown scope: %q", got)
 	}
 }

@@ -114,6 +114,17 @@ func (s ScopeSet) Contains(other ScopeSet) bool {
 	return true
 }
 
+// Intersect returns the scopes of s that are also in other.
+func (s ScopeSet) Intersect(other ScopeSet) ScopeSet {
+	out := ScopeSet{}
+	for _, sc := range s {
+		if other.Has(sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // String joins the set with spaces, as OAuth carries it.
 func (s ScopeSet) String() string {
 	parts := make([]string, len(s))

@@ -1015,11 +1015,24 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := authserver.RotateKeys(ctx, e.store, []byte("another secret, which is wrong")); err == nil {
 		t.Fatal("rotation with the wrong secret succeeded")
 	}
+	e.clock.Advance(authserver.KeyPublishDelay) // the first keys have been in use for a while
 	created, err := authserver.RotateKeys(ctx, e.store, []byte(testSecret))
 	must(t, err)
 	newKid := created[0].ID // RS256 first
 	e.clock.Advance(authserver.KeyReloadInterval + time.Second)
 	e.waitKids("after rotation", func(k []string) bool { return slices.Contains(k, newKid) && slices.Contains(k, oldKid) })
+	// Published, the new key does not sign yet: nodes that have not
+	// reloaded, and apps with the old key set, would not know it.
+	if kid := kidOf(t, idToken()); kid != oldKid {
+		t.Fatalf("ID token signed by %s right after the rotation, want the old key %s", kid, oldKid)
+	}
+	e.clock.Advance(authserver.KeyPublishDelay)
+	e.waitKids("after the publish delay", func(k []string) bool { return slices.Contains(k, newKid) })
+	for start := time.Now(); kidOf(t, idToken()) != newKid; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second { // the reload runs in the background
+			t.Fatalf("ID tokens still not signed by %s after the publish delay", newKid)
+		}
+	}
 
 	after := idToken()
 	if kidOf(t, after) != newKid {

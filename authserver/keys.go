@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,9 +97,11 @@ func createKey(ctx context.Context, store valet.OAuthStore, seal []byte, alg jos
 }
 
 // RotateKeys makes a new signing key for every algorithm and retires the
-// keys that signed until now. Retired keys stay in the JWKS for
-// RetiredKeyOverlap, so ID tokens they signed still verify; running nodes
-// pick the new keys up within KeyReloadInterval.
+// keys that signed until now. Running nodes publish the new keys within
+// KeyReloadInterval and sign with them once they are KeyPublishDelay old,
+// so an app never gets an ID token whose key it cannot find; until then
+// the retired keys go on signing. Retired keys stay in the JWKS for
+// RetiredKeyOverlap, so ID tokens they signed still verify.
 func RotateKeys(ctx context.Context, store valet.OAuthStore, secret []byte) ([]valet.SigningKey, error) {
 	seal, err := valet.DeriveKey(secret, "signing keys")
 	if err != nil {
@@ -133,11 +136,15 @@ func RotateKeys(ctx context.Context, store valet.OAuthStore, secret []byte) ([]v
 
 // Key rotation timing.
 const (
-	// RetiredKeyOverlap is how long a retired key stays published: longer
-	// than any ID token it signed lives.
-	RetiredKeyOverlap = idTokenLifetime + 5*time.Minute
 	// KeyReloadInterval is how often a node rereads the stored keys.
 	KeyReloadInterval = time.Minute
+	// KeyPublishDelay is how long a new key is published before it signs:
+	// every node has reloaded it by then.
+	KeyPublishDelay = 2 * KeyReloadInterval
+	// RetiredKeyOverlap is how long a retired key stays published: longer
+	// than any ID token it signed lives (it signs for up to
+	// KeyPublishDelay after its retirement).
+	RetiredKeyOverlap = KeyPublishDelay + idTokenLifetime + 5*time.Minute
 )
 
 const idTokenLifetime = time.Hour
@@ -193,7 +200,16 @@ func (kr *keyring) load(ctx context.Context) error {
 			return fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
 		}
 		all = append(all, sk)
-		if k.RetiredDatetime == nil && signing[sk.alg] == nil {
+		// The newest key published long enough signs, retired or not: a
+		// rotation's keys wait for every node to publish them.
+		if signing[sk.alg] == nil && now.Sub(k.CreatedDatetime) >= KeyPublishDelay {
+			signing[sk.alg] = sk
+		}
+	}
+	// On first start every key is new: it signs at once, as no app can
+	// have fetched a key set without it.
+	for _, sk := range slices.Backward(all) {
+		if signing[sk.alg] == nil {
 			signing[sk.alg] = sk
 		}
 	}

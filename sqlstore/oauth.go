@@ -131,6 +131,19 @@ func (s *Store) UpdateApp(ctx context.Context, a *valet.App) error {
 		return s.fail(op, err, "")
 	}
 	defer tx.rollback()
+	var oldScopes string
+	if err := tx.QueryRowContext(ctx, `SELECT scopes FROM apps a WHERE id = $1`+s.d.forUpdate("a"), a.ID).
+		Scan(&oldScopes); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return errorf(op, valet.ENOTFOUND, "App not found.", err)
+		}
+		return s.fail(op, err, "")
+	}
+	if !a.Scopes.Contains(parseStoredScopes(oldScopes)) {
+		if err := tx.narrowInstallations(ctx, a.ID, a.Scopes); err != nil {
+			return s.fail(op, err, "")
+		}
+	}
 	res, err := tx.ExecContext(ctx, `UPDATE apps SET name = $1, scopes = $2, description = $3,
 		developer_name = $4, homepage_url = $5, logo_url = $6, redirect_uris = $7, refresh_leeway = $8,
 		id_token_alg = $9, updated_at = $10 WHERE id = $11`,
@@ -143,10 +156,56 @@ func (s *Store) UpdateApp(ctx context.Context, a *valet.App) error {
 		return errorf(op, valet.ENOTFOUND, "App not found.", err)
 	}
 	a.UpdatedDatetime = tx.now
-	if err := tx.audit(ctx, 0, a.ID, valet.AuditAppUpdated, map[string]any{"client_id": a.ClientID, "name": a.Name}); err != nil {
+	if err := tx.audit(ctx, 0, a.ID, valet.AuditAppUpdated, map[string]any{"client_id": a.ClientID, "name": a.Name,
+		"scopes": a.Scopes.String()}); err != nil {
 		return s.fail(op, err, "")
 	}
 	return s.fail(op, tx.commit(ctx), "")
+}
+
+// narrowInstallations takes the scopes an app no longer registers away
+// from its installations: its live grants, unused codes and live tokens
+// keep only the scopes in allowed, so narrowing a registration narrows
+// what the app can do now, not only what it may ask for next. Rows
+// sharing a scope string are updated together: there are few distinct
+// ones however many tokens there are.
+func (tx *tx) narrowInstallations(ctx context.Context, appID int64, allowed valet.ScopeSet) error {
+	// Each table's live rows of the app ($1) at now ($2).
+	ofApp := `grant_id IN (SELECT id FROM grants WHERE app_id = $1)`
+	for _, t := range []struct{ table, live string }{
+		{"grants", `app_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)`},
+		{"auth_codes", ofApp + ` AND used_at IS NULL AND expires_at > $2`},
+		{"access_tokens", ofApp + ` AND revoked_at IS NULL AND expires_at > $2`},
+		{"refresh_tokens", ofApp + ` AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2`},
+	} {
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT scopes FROM `+t.table+` WHERE `+t.live, appID, micros(tx.now))
+		if err != nil {
+			return err
+		}
+		var stored []string
+		for rows.Next() {
+			var sc string
+			if err := rows.Scan(&sc); err != nil {
+				rows.Close()
+				return err
+			}
+			stored = append(stored, sc)
+		}
+		if err := closeRows(rows); err != nil {
+			return err
+		}
+		for _, old := range stored {
+			narrowed := parseStoredScopes(old).Intersect(allowed).String()
+			if narrowed == old {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE `+t.table+` SET scopes = $4 WHERE scopes = $3 AND `+t.live,
+				appID, micros(tx.now), old, narrowed); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // RotateAppSecret implements valet.OAuthService.

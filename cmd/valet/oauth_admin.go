@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -313,11 +314,22 @@ func (m *Main) runGrantRevoke(ctx context.Context) error {
 		return err
 	}
 	id := m.Admin.App.GrantID
+	// Only an active grant is revoked and audited: a second revocation
+	// would change nothing and log a revocation that did not happen.
+	grants, err := store.ListGrants(ctx, acct.ID)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(grants, func(g valet.Grant) bool { return g.ID == id })
+	if i < 0 {
+		return valet.Errorf(valet.ENOTFOUND, "Account %s has no active grant %d (unknown, or already revoked).", acct.Name, id)
+	}
 	if err := store.RevokeGrant(ctx, acct.ID, id); err != nil {
 		return err
 	}
 	details, _ := json.Marshal(map[string]any{"grant_id": id, "by": "valet admin"})
-	if err := store.AppendAudit(ctx, &valet.AuditEntry{AccountID: acct.ID, Action: valet.AuditGrantRevoked, Details: details}); err != nil {
+	if err := store.AppendAudit(ctx, &valet.AuditEntry{AccountID: acct.ID, AppID: grants[i].AppID,
+		Action: valet.AuditGrantRevoked, Details: details}); err != nil {
 		return err
 	}
 	writeJSON(m.Stdout, map[string]any{"account": acct.Name, "grant_id": id, "revoked": true})
@@ -368,6 +380,7 @@ func (m *Main) runKeysRotate(ctx context.Context) error {
 	for _, k := range keys {
 		out = append(out, keyOutput{k.ID, k.Algorithm})
 	}
-	writeJSON(m.Stdout, map[string]any{"created": out, "old_keys_published_for": authserver.RetiredKeyOverlap.String()})
+	writeJSON(m.Stdout, map[string]any{"created": out, "new_keys_sign_after": authserver.KeyPublishDelay.String(),
+		"old_keys_published_for": authserver.RetiredKeyOverlap.String()})
 	return nil
 }

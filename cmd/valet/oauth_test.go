@@ -235,8 +235,14 @@ func TestAdminApps(t *testing.T) {
 	if r = runCLI(t, env, "admin", "grant", "list", "--account", "acme"); !strings.Contains(r.stdout, `"data": []`) {
 		t.Fatalf("grant list after revoke: %s", r.stdout)
 	}
+	// A second revocation is refused, and not audited.
+	r = runCLI(t, env, "admin", "grant", "revoke", "--account", "acme", "--id", strconv.FormatInt(grant.ID, 10))
+	if r.code != 1 || !strings.Contains(r.stderr, "already revoked") {
+		t.Fatalf("second grant revoke: %d %s", r.code, r.stderr)
+	}
 	r = runCLI(t, env, "admin", "audit", "list", "--account", "acme")
-	if r.code != 0 || !strings.Contains(r.stdout, `"action": "grant.revoked"`) || !strings.Contains(r.stdout, `"action": "consent.given"`) {
+	if r.code != 0 || strings.Count(r.stdout, `"action": "grant.revoked"`) != 1 || !strings.Contains(r.stdout, `"action": "consent.given"`) ||
+		!strings.Contains(r.stdout, fmt.Sprintf(`"app_id": %d`, hubApp.ID)) {
 		t.Fatalf("audit list: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, env, "admin", "audit", "list")

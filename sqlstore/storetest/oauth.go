@@ -57,6 +57,7 @@ func RunOAuth(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.OA
 		{"RefreshLeeway", testOAuthRefreshLeeway},
 		{"RefreshLifetimes", testOAuthRefreshLifetimes},
 		{"RevokeToken", testOAuthRevokeToken},
+		{"NarrowedApp", testOAuthNarrowedApp},
 		{"Purge", testOAuthPurge},
 		{"SigningKeys", testOAuthSigningKeys},
 		{"Audit", testOAuthAudit},
@@ -856,4 +857,36 @@ func testOAuthAsClient(t *testing.T, s valet.OAuthStore, _ *Clock) {
 	}
 	wantCode(t, err, valet.ECONFLICT)
 	wantAuth(t, s, next.AccessToken, false)
+}
+
+// testOAuthNarrowedApp: an app whose registration loses scopes loses them
+// on its installations too: grants, live tokens, the refresh after, and a
+// code not yet redeemed. Another app's installations keep theirs.
+func testOAuthNarrowedApp(t *testing.T, s valet.OAuthStore, _ *Clock) {
+	f := newFixture(t, s, "acme")
+	app, _ := newApp(t, s)
+	other, _ := newApp(t, s)
+	g, code := consentCode(t, f, s, app, "offline tickets:read tickets:write")
+	issued, err := s.ExchangeAuthCode(ctx, code, redeem(app), time.Hour)
+	must(t, err)
+	_, pending := consentCode(t, f, s, app, "openid tickets:write")
+	_, otherCode := consentCode(t, f, s, other, "offline tickets:write")
+	otherIssued, err := s.ExchangeAuthCode(ctx, otherCode, redeem(other), time.Hour)
+	must(t, err)
+
+	app.Scopes = valet.ScopeSet{"offline", "openid", "tickets:read"}
+	must(t, s.UpdateApp(ctx, app))
+
+	wantEqual(t, wantAuth(t, s, issued.AccessToken, true).Scopes.String(), "offline tickets:read")
+	grant, err := s.FindActiveGrant(ctx, f.account.ID, f.owner.ID, app.ID)
+	must(t, err)
+	wantEqual(t, grant.ID, g.ID)
+	wantEqual(t, grant.Scopes.String(), "offline openid tickets:read") // the grant also holds the second consent's openid
+	refreshed, err := s.Refresh(ctx, issued.RefreshToken, app.ID, nil, time.Hour)
+	must(t, err)
+	wantEqual(t, refreshed.Scopes.String(), "offline tickets:read")
+	redeemed, err := s.ExchangeAuthCode(ctx, pending, redeem(app), time.Hour)
+	must(t, err)
+	wantEqual(t, redeemed.Scopes.String(), "openid")
+	wantEqual(t, wantAuth(t, s, otherIssued.AccessToken, true).Scopes.String(), "offline tickets:write")
 }
