@@ -461,6 +461,16 @@ type PendingAuthorization struct {
 	// (max_age, and prompt=login as max_age=0): a sign-in made since the
 	// request always is. Zero when the app asked for neither.
 	SignInSince time.Time
+	// HintUserID is the user the app's id_token_hint names (0 without
+	// one): another signed-in user must sign in as that user first
+	// (OpenID Connect Core §3.1.2.1).
+	HintUserID int64
+}
+
+// OtherUser reports whether a user signed in as userID is not the one the
+// request's id_token_hint names.
+func (p *PendingAuthorization) OtherUser(userID int64) bool {
+	return p.HintUserID != 0 && p.HintUserID != userID
 }
 
 // PromptError is how the authorization server answers a request with

@@ -58,6 +58,10 @@ func (s *Server) pendingPrompt(p *valet.PendingAuthorization, a *authRequest) {
 	p.NoPrompt, p.AskConsent, p.SignInSince = a.NoPrompt, a.AskConsent, a.signInSince(s.clock.Now())
 }
 
+// errOtherUser refuses to approve, for another user, a request whose
+// id_token_hint names someone.
+var errOtherUser = valet.Errorf(valet.EFORBIDDEN, "The app asked for another user. Please sign in as that user.")
+
 // errSignInAgain refuses to approve a request with a sign-in too old for
 // its max_age or prompt=login.
 var errSignInAgain = valet.Errorf(valet.EUNAUTHORIZED, "Please sign in again to continue.")

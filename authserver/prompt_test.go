@@ -1,8 +1,11 @@
 package authserver_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/valethq/valet"
+	"github.com/valethq/valet/passwd"
 )
 
 // OpenID Connect Core §3.1.2.1: prompt and max_age.
@@ -301,4 +305,50 @@ func TestPromptNoneWithOthers(t *testing.T) {
 	u, _ := e.promptURL(map[string]string{"prompt": "none login"}, "tickets:read")
 	resp, body := e.browser().get(u)
 	wantPromptError(t, e, answer{resp, body}, "invalid_request")
+}
+
+// TestIDTokenHint: a request naming a user with id_token_hint is answered
+// for that user only: login_required with prompt=none when someone else is
+// signed in, otherwise the sign-in form, until that user signs in.
+func TestIDTokenHint(t *testing.T) {
+	e := newEnv(t)
+	code, verifier, _ := e.code(e.browser(), "openid", "tickets:read")
+	_, out := e.exchange(code, verifier)
+	hint := out["id_token"].(string)
+
+	hash, err := passwd.Params{MemoryKiB: 512, Time: 1, Threads: 1}.Hash(password)
+	must(t, err)
+	other := &valet.User{Email: "agent@acme.test", Name: "Aaron Agent", PasswordHash: hash}
+	must(t, e.store.CreateUser(ctx, other))
+	must(t, e.store.AddMember(ctx, e.account.ID, other.ID, valet.RoleAgent))
+	b := e.browser()
+	_, body := b.get(e.issuer + "/signin")
+	resp, _ := b.post(e.issuer+"/signin", url.Values{"csrf": {field(t, csrfRe, body)}, "email": {other.Email}, "password": {password}})
+	wantStatus(t, "sign-in as the other user", resp.StatusCode, http.StatusOK)
+
+	u, _ := e.promptURL(map[string]string{"id_token_hint": hint, "prompt": "none"}, "openid", "tickets:read")
+	wantPromptError(t, e, b.authorize(u, "allow"), "login_required")
+
+	u, verifier = e.promptURL(map[string]string{"id_token_hint": hint}, "openid", "tickets:read")
+	resp, body = b.get(u)
+	if resp.Request.URL.Path != "/signin" || !strings.Contains(body, "asked for another user") || strings.Contains(body, other.Email) {
+		t.Fatalf("want the sign-in form for another user, got %d %s:\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	// The browser's helper signs in as the env's user, the one named.
+	code = wantSilentCode(t, e, b.authorize(u, "allow"))
+	_, out = e.exchange(code, verifier)
+	if sub := claim(t, out["id_token"].(string), "sub"); sub != strconv.FormatInt(e.user.ID, 10) {
+		t.Fatalf("ID token for user %v, want %d", sub, e.user.ID)
+	}
+}
+
+// claim reads one claim of a JWT without verifying it (the other tests do).
+func claim(t *testing.T, jwt, name string) any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	must(t, err)
+	var claims map[string]any
+	must(t, json.Unmarshal(raw, &claims))
+	return claims[name]
 }

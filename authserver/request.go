@@ -33,6 +33,8 @@ type authRequest struct {
 	AskConsent bool   `json:"pc,omitempty"` // prompt=consent or select_account
 	MaxAge     *int64 `json:"ma,omitempty"` // seconds; prompt=login is 0
 	Requested  int64  `json:"t,omitempty"`  // when, with MaxAge (microseconds)
+	// HintUser is the user an id_token_hint named (its verified subject).
+	HintUser string `json:"hu,omitempty"`
 
 	// Set once the person approved (the id handed to the callback). The
 	// code is minted at approval and travels sealed, so replaying the

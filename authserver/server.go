@@ -412,6 +412,11 @@ func (s *Server) Pending(ctx context.Context, id string) (*valet.PendingAuthoriz
 	p := &valet.PendingAuthorization{ID: id, App: app, Scopes: valet.ScopeSet(toScopes(a.Scopes)),
 		AccountHint: a.AccountHint, Expires: time.UnixMicro(a.Expires).UTC()}
 	s.pendingPrompt(p, a)
+	if a.HintUser != "" {
+		if p.HintUserID, err = strconv.ParseInt(a.HintUser, 10, 64); err != nil {
+			return nil, errUnknownRequest
+		}
+	}
 	return p, nil
 }
 
@@ -445,6 +450,9 @@ func (s *Server) Approve(ctx context.Context, p *valet.PendingAuthorization, use
 	}
 	if authTime.Before(a.signInSince(s.clock.Now())) {
 		return "", errSignInAgain
+	}
+	if a.HintUser != "" && a.HintUser != strconv.FormatInt(userID, 10) {
+		return "", errOtherUser
 	}
 	requested := valet.ScopeSet(toScopes(a.Scopes))
 	g := remembered

@@ -70,13 +70,16 @@ var _ op.Storage = storage{}
 
 var errUnused = oidc.ErrServerError().WithDescription("not supported by this server")
 
-func (st storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+// CreateAuthRequest seals the request; hintUser is the subject of its
+// id_token_hint, which the library verified (signature and issuer).
+func (st storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintUser string) (op.AuthRequest, error) {
 	now := st.s.clock.Now()
 	a := &authRequest{ClientID: req.ClientID, RedirectURI: req.RedirectURI, State: req.State, Nonce: req.Nonce,
 		Scopes: req.Scopes, ResponseType: req.ResponseType, ResponseMode: req.ResponseMode,
 		Challenge: req.CodeChallenge, ChallengeMeth: req.CodeChallengeMethod,
 		AccountHint: accountHint(ctx), Expires: now.Add(requestTTL).UnixMicro()}
 	a.setPrompt(req, now)
+	a.HintUser = hintUser
 	if _, err := st.s.seal(a); err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}

@@ -127,6 +127,13 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 	if err != nil {
 		return err
 	}
+	if pending.OtherUser(ps.user.ID) {
+		if pending.NoPrompt {
+			return s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The signed-in user is not the one id_token_hint names.")
+		}
+		http.Redirect(w, r, signinAsOtherURL(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil
+	}
 	if pending.NeedsSignIn(ps.session.CreatedDatetime) {
 		if pending.NoPrompt {
 			return s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The user signed in longer ago than max_age allows.")
@@ -210,8 +217,13 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSes
 		if account == nil {
 			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
 		}
+		consent := "/oauth/consent?id=" + url.QueryEscape(pending.ID)
+		if pending.OtherUser(ps.user.ID) {
+			http.Redirect(w, r, signinAsOtherURL(consent), http.StatusSeeOther)
+			return nil
+		}
 		if pending.NeedsSignIn(ps.session.CreatedDatetime) {
-			http.Redirect(w, r, signinAgainURL("/oauth/consent?id="+url.QueryEscape(pending.ID)), http.StatusSeeOther)
+			http.Redirect(w, r, signinAgainURL(consent), http.StatusSeeOther)
 			return nil
 		}
 		to, err = s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)

@@ -76,9 +76,18 @@ func signinAgainURL(next string) string {
 	return "/signin?" + reauthField + "=1&next=" + url.QueryEscape(next)
 }
 
-// reauthField marks a sign-in asked for again (signinAgainURL), in the URL
-// and then in the form.
-const reauthField = "reauth"
+// signinAsOtherURL is the sign-in form for a browser signed in as someone
+// other than the user an app's id_token_hint names.
+func signinAsOtherURL(next string) string {
+	return "/signin?" + reauthField + "=" + reauthOtherUser + "&next=" + url.QueryEscape(next)
+}
+
+// reauthField marks a sign-in asked for again (signinAgainURL,
+// signinAsOtherURL), in the URL and then in the form.
+const (
+	reauthField     = "reauth"
+	reauthOtherUser = "user"
+)
 
 // signinPage shows the sign-in form, or sends a signed-in browser on unless
 // it must sign in again (signinAgainURL).
@@ -95,7 +104,9 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, cmp.Or(next, defaultNext), http.StatusSeeOther)
 			return
 		}
-		email = ps.user.Email
+		if r.URL.Query().Get(reauthField) != reauthOtherUser {
+			email = ps.user.Email
+		}
 	}
 	s.renderSignin(w, r, http.StatusOK, email, next, "")
 }
@@ -103,8 +114,9 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 // renderSignin shows the form; one asked for again (reauthField in the URL
 // or the form) says why, and keeps saying it until the sign-in succeeds.
 func (s *Server) renderSignin(w http.ResponseWriter, r *http.Request, status int, email, next, msg string) {
+	reauth := cmp.Or(r.Form.Get(reauthField), r.URL.Query().Get(reauthField))
 	p := &webui.SignInPage{Layout: s.layout(w, r, nil, "Sign in", ""), Email: email, Next: next, Error: msg,
-		Again: r.Form.Get(reauthField) != "" || r.URL.Query().Get(reauthField) != ""}
+		Again: reauth != "", OtherUser: reauth == reauthOtherUser}
 	p.CSRF = s.signinToken(w, r)
 	if err := s.pages.ui.SignIn(w, status, p); err != nil {
 		s.pageError(w, r, nil, err)

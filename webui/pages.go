@@ -58,8 +58,9 @@ type SignInPage struct {
 	Next  string // a local path to go to after signing in
 	Error string
 	// Again asks a signed-in person for the password again (an app's
-	// max_age or prompt=login).
-	Again bool
+	// max_age or prompt=login); OtherUser, to sign in as the user an app
+	// asked for (its id_token_hint).
+	Again, OtherUser bool
 }
 
 // AccountsPage lets a member of several accounts pick one.
