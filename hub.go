@@ -106,7 +106,8 @@ type HubStore interface {
 	// BaseURL, Account) exists, replaces its scopes, connector and secrets
 	// and makes it active again (a Reconnect). c.ID and c.Generation are
 	// set. A nil s.WebhookSecret keeps the stored webhook if s.KeyID is
-	// unchanged. Errors: EINVALID.
+	// unchanged. Errors: EINVALID, ECONFLICT (the account's connection is
+	// another user's and not revoked).
 	SaveConnection(ctx context.Context, c *Connection, s ConnectionSecrets) error
 	// FindConnection returns a connection and its sealed secrets.
 	// Errors: ENOTFOUND.

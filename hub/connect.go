@@ -104,6 +104,11 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, sess *s
 		return &pageErr{Status: http.StatusBadGateway, Heading: "The helpdesk did not say which account it connected",
 			Message: "Its token answer names no account. Nothing was connected."}
 	}
+	if f.Account != "" && account != f.Account && p.Name != ProviderGorgias {
+		s.dropGrant(ctx, p, tok, account)
+		return &pageErr{Status: http.StatusConflict, Heading: "Another account was approved",
+			Message: "You asked to connect " + f.Account + " but approved " + account + " on the helpdesk. Nothing was connected; start again and choose " + f.Account + "."}
+	}
 	if granted, _ := tok.Extra("scope").(string); granted != "" {
 		scopes = strings.Fields(granted)
 	}
@@ -114,6 +119,11 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, sess *s
 	conn := &valet.Connection{Provider: p.Name, BaseURL: p.BaseURL, Account: account, Scopes: scopes,
 		ConnectedBy: sess.user.ID, AccessExpires: expires, NextRefresh: s.tokens.nextRefresh(started, expires)}
 	if err := s.store.SaveConnection(ctx, conn, s.vault.Seal(Secrets{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken})); err != nil {
+		if valet.ErrorCode(err) == valet.ECONFLICT {
+			s.dropGrant(ctx, p, tok, account)
+			return &pageErr{Status: http.StatusConflict, Heading: account + " is already connected",
+				Message: "Another hub user connected this helpdesk account. Nothing was changed: ask them to disconnect it first, or use their connection."}
+		}
 		return fmt.Errorf("hub: store the connection to %s: %w", account, err)
 	}
 	// The new token replaces whatever an earlier connection left in memory.
@@ -130,6 +140,18 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request, sess *s
 	s.setFlash(w, flash)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
+}
+
+// dropGrant revokes at the helpdesk (RFC 7009) the grant a connect made and
+// the hub does not keep, rather than leave it live with nobody holding it.
+func (s *Server) dropGrant(ctx context.Context, p *Provider, tok *oauth2.Token, account string) {
+	token, hint := tok.RefreshToken, "refresh_token"
+	if token == "" {
+		token, hint = tok.AccessToken, "access_token"
+	}
+	if err := s.providers.Revoke(ctx, p, token, hint); err != nil {
+		s.log.Warn("revoke a connection that was not kept", "account", account, "err", err)
+	}
 }
 
 // checkConnectIDToken verifies the ID token of a connect answer, if the

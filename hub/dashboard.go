@@ -194,6 +194,8 @@ func ticketsErrorText(err error) string {
 	switch {
 	case apiclient.IsForbidden(err):
 		return "This connection was not granted tickets:read. Reconnect to grant it."
+	case errors.Is(err, ErrUnsealable):
+		return "The hub cannot decrypt this connection's tokens: its key changed. Reconnect, or restart the hub with the old key in VALET_HUB_OLD_KEYS."
 	case apiclient.IsRateLimited(err):
 		return "The helpdesk's rate limit is reached; try again in a few seconds."
 	case apiclient.StatusCode(err) != 0:

@@ -682,3 +682,62 @@ func TestDashboardStates(t *testing.T) {
 		t.Fatalf("connection page without the last error:\n%s", page)
 	}
 }
+
+// TestConnectTakenByAnotherUser: an account connected by one hub user is
+// not taken over when another member of it connects: the second gets a
+// conflict page, the first keeps the connection, and the grant the second
+// connect made is revoked at the helpdesk rather than left live.
+func TestConnectTakenByAnotherUser(t *testing.T) {
+	e := newHubEnv(t)
+	olivia := e.browser()
+	if resp, body := e.connect(olivia, e.signIn(olivia), "", "allow"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Connected to acme") {
+		t.Fatalf("Olivia's connect: %d\n%s", resp.StatusCode, body)
+	}
+	first := e.only()
+
+	e.h.AddUser(t, "priya@acme.test", "Priya Agent", valet.RoleAgent)
+	priya := e.h.NewBrowser(t, "priya@acme.test")
+	_, body := priya.Get(e.URL + "/")
+	resp, body := priya.PostWalk(e.URL+"/signin", url.Values{"csrf": {helpdesktest.CSRF(t, body)}}, "allow")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in as Priya Agent") {
+		t.Fatalf("Priya's sign-in: %d\n%s", resp.StatusCode, body)
+	}
+	resp, body = e.connect(priya, body, "", "allow")
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "already connected") {
+		t.Fatalf("Priya's connect: %d\n%s", resp.StatusCode, body)
+	}
+	if now := e.only(); now.ID != first.ID || now.ConnectedBy != first.ConnectedBy || now.Generation != first.Generation {
+		t.Fatalf("the connection changed: %+v, was %+v", now, first)
+	}
+	entries, err := e.h.Store.ListAudit(ctx, e.h.Account.ID, 1)
+	must(t, err)
+	if len(entries) == 0 || entries[0].Action != valet.AuditTokenRevoked || entries[0].AppID != e.app.ID {
+		t.Fatalf("the grant of the refused connect was not revoked: %+v", entries)
+	}
+}
+
+// TestReconnectChecksTheAccount: a Reconnect of one account that comes
+// back approved for another connects nothing, and the grant made is
+// revoked.
+func TestReconnectChecksTheAccount(t *testing.T) {
+	e := newHubEnv(t)
+	beta, owner := e.h.AddAccount(t, "beta")
+	b := e.h.NewBrowser(t, owner.Email)
+	_, body := b.Get(e.URL + "/")
+	resp, body := b.PostWalk(e.URL+"/signin", url.Values{"csrf": {helpdesktest.CSRF(t, body)}}, "allow")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in as "+owner.Name) {
+		t.Fatalf("sign-in: %d\n%s", resp.StatusCode, body)
+	}
+	resp, body = e.connect(b, body, "acme", "allow") // the helpdesk can only approve beta
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "You asked to connect acme but approved beta") {
+		t.Fatalf("reconnect answered for another account: %d\n%s", resp.StatusCode, body)
+	}
+	if list := e.connections(); len(list) != 0 {
+		t.Fatalf("connections: %+v", list)
+	}
+	entries, err := e.h.Store.ListAudit(ctx, beta.ID, 1)
+	must(t, err)
+	if len(entries) == 0 || entries[0].Action != valet.AuditTokenRevoked {
+		t.Fatalf("the grant on beta was not revoked: %+v", entries)
+	}
+}

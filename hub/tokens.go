@@ -60,8 +60,10 @@ func (c *TokensConfig) defaults() {
 
 // Tokens hands out a connection's access token and renews it exactly once
 // per connection however many goroutines and hub processes ask at once:
-// within a process callers share one flight, across processes the store's
-// refresh lease admits one refresher and the others wait for its result.
+// within a process callers with the same need share one flight and
+// refreshes of one connection take turns (refreshing), across processes
+// the store's refresh lease admits one refresher and the others wait for
+// its result.
 // The rotated refresh token is stored before the new access token is
 // handed to anyone.
 type Tokens struct {
@@ -77,6 +79,13 @@ type Tokens struct {
 	mu      sync.Mutex
 	cache   map[int64]cachedToken
 	used    map[int64]time.Time // last-used times, flushed by FlushLastUsed
+	// refreshing holds a one-slot semaphore per connection: flights of
+	// different needs (a page's Token, an API client's Renew, the
+	// background refresher) must not refresh one connection at once. The
+	// store's lease does not keep them apart, as it is this process's
+	// whichever goroutine asks, and two refreshes with one refresh token
+	// trip the helpdesk's reuse detection, which revokes the grant.
+	refreshing map[int64]chan struct{}
 
 	// afterTokenAnswer, when set (tests), runs after the token endpoint
 	// answered and before the answer is stored; an error abandons the
@@ -102,7 +111,8 @@ func NewTokens(store valet.HubStore, vault *Vault, providers *Providers, clock v
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return &Tokens{store: store, vault: vault, providers: providers, clock: clock, log: log, cfg: cfg,
-		owner: "hub-" + hex.EncodeToString(b), cache: make(map[int64]cachedToken), used: make(map[int64]time.Time)}
+		owner: "hub-" + hex.EncodeToString(b), cache: make(map[int64]cachedToken), used: make(map[int64]time.Time),
+		refreshing: make(map[int64]chan struct{})}
 }
 
 // need says when a connection's stored access token must be replaced.
@@ -168,7 +178,7 @@ func (t *Tokens) load(ctx context.Context, id int64, n need) (string, error) {
 		t.forget(id)
 		return "", ErrRevoked
 	}
-	sec, err := t.vault.Open(*sealed)
+	sec, err := t.open(ctx, conn, *sealed)
 	if err != nil {
 		return "", err
 	}
@@ -189,6 +199,23 @@ func (t *Tokens) load(ctx context.Context, id int64, n need) (string, error) {
 	return t.refresh(ctx, conn, n)
 }
 
+// open decrypts a connection's tokens. One that does not open (the hub's
+// key changed, or the row was tampered with) is marked degraded and
+// logged, so the dashboard and the operator say why it stopped working.
+func (t *Tokens) open(ctx context.Context, conn *valet.Connection, sealed valet.ConnectionSecrets) (Secrets, error) {
+	sec, err := t.vault.Open(sealed)
+	if err == nil {
+		return sec, nil
+	}
+	t.log.ErrorContext(ctx, "hub: cannot decrypt a connection's tokens; was VALET_HUB_KEY changed without --old-key?",
+		"connection_id", conn.ID, "err", err)
+	if _, merr := t.store.MarkConnection(ctx, conn.ID, conn.Generation, valet.ConnectionDegraded,
+		"The hub cannot decrypt this connection's tokens: its key changed. Reconnect, or restart the hub with the old key."); merr != nil {
+		t.log.ErrorContext(ctx, "hub: marking a connection degraded", "connection_id", conn.ID, "err", merr)
+	}
+	return Secrets{}, err
+}
+
 // fresh reports whether the connection's tokens were issued within
 // FreshWindow.
 func (t *Tokens) fresh(c *valet.Connection) bool {
@@ -202,8 +229,42 @@ func (t *Tokens) fresh(c *valet.Connection) bool {
 }
 
 // refresh takes the connection's refresh lease and renews it, or, while
-// another process holds the lease, waits for that process's result.
+// another process holds the lease, waits for that process's result. Within
+// the process it waits for its turn, then looks again: the refresh before
+// it may have made its own unnecessary.
 func (t *Tokens) refresh(ctx context.Context, conn *valet.Connection, n need) (string, error) {
+	t.mu.Lock()
+	turn := t.refreshing[conn.ID]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		t.refreshing[conn.ID] = turn
+	}
+	t.mu.Unlock()
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-turn }()
+	latest, sealed, err := t.store.FindConnection(ctx, conn.ID)
+	if err != nil {
+		return "", err
+	}
+	if latest.Status == valet.ConnectionRevoked {
+		t.forget(conn.ID)
+		return "", ErrRevoked
+	}
+	if latest.Generation != conn.Generation {
+		sec, err := t.open(ctx, latest, *sealed)
+		if err != nil {
+			return "", err
+		}
+		if !t.needsRefresh(n, latest, sec.AccessToken) {
+			t.remember(latest, sec.AccessToken)
+			return sec.AccessToken, nil
+		}
+		conn = latest
+	}
 	for {
 		lease, err := t.store.AcquireRefreshLease(ctx, conn.ID, t.owner, t.cfg.LeaseTTL)
 		switch valet.ErrorCode(err) {
@@ -225,7 +286,7 @@ func (t *Tokens) refresh(ctx context.Context, conn *valet.Connection, n need) (s
 				return "", ErrRevoked
 			}
 			if latest.Generation != conn.Generation {
-				sec, err := t.vault.Open(*sealed)
+				sec, err := t.open(ctx, latest, *sealed)
 				if err != nil {
 					return "", err
 				}
@@ -243,7 +304,7 @@ func (t *Tokens) refresh(ctx context.Context, conn *valet.Connection, n need) (s
 		}
 		// Between our read and the lease another process may have finished
 		// a refresh: then its token is ours too.
-		sec, err := t.vault.Open(lease.Secrets)
+		sec, err := t.open(ctx, &lease.Connection, lease.Secrets)
 		if err != nil {
 			_ = t.store.ReleaseRefreshLease(ctx, lease)
 			return "", err
@@ -401,10 +462,14 @@ func (t *Tokens) RefreshDue(ctx context.Context, limit int) (int, error) {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			if _, err := t.flight(ctx, c.ID, need{due: true}); err == nil {
+			_, err := t.flight(ctx, c.ID, need{due: true})
+			switch {
+			case err == nil:
 				mu.Lock()
 				renewed++
 				mu.Unlock()
+			case !errors.Is(err, ErrRevoked) && ctx.Err() == nil:
+				t.log.WarnContext(ctx, "hub: refreshing a connection", "connection_id", c.ID, "err", err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -402,5 +403,94 @@ func TestBackoff(t *testing.T) {
 		if len(seen) < 2 {
 			t.Fatalf("Backoff(%d) has no jitter", n)
 		}
+	}
+}
+
+// slowRefresh holds the first refresh grant's request back, as a slow
+// network would, so that other callers arrive while it is in flight.
+type slowRefresh struct {
+	once  sync.Once
+	delay time.Duration
+}
+
+func (s *slowRefresh) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/oauth/token" {
+		s.once.Do(func() { time.Sleep(s.delay) })
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestRefreshRaceMixedNeeds: in one hub process, a page's Token, an API
+// client's Renew after a 401 and the background refresher all want the
+// same expired connection at once. They take turns: the helpdesk sees one
+// refresh grant (two with one refresh token would trip its reuse
+// detection and revoke the grant), and the connection stays active.
+func TestRefreshRaceMixedNeeds(t *testing.T) {
+	e := newTokenEnv(t, false, 0)
+	store := e.openHub()
+	conn := e.connect(store)
+	_, sealed, err := store.FindConnection(ctx, conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.vault.Open(*sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	providers := e.providers()
+	providers.HTTP = &http.Client{Transport: &slowRefresh{delay: 300 * time.Millisecond}}
+	tokens := NewTokens(store, e.vault, providers, nil, nil, TokensConfig{FreshWindow: time.Nanosecond})
+	before := e.h.TokenRequests("refresh_token")
+	var wg sync.WaitGroup
+	got := make([]string, 3)
+	errs := make([]error, 3)
+	wg.Go(func() { got[0], errs[0] = tokens.Token(ctx, conn.ID) })
+	time.Sleep(50 * time.Millisecond) // the first refresh is on its way
+	wg.Go(func() { got[1], errs[1] = tokens.Renew(ctx, conn.ID, old.AccessToken) })
+	wg.Go(func() { _, errs[2] = tokens.RefreshDue(ctx, 10) })
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	if n := e.h.TokenRequests("refresh_token") - before; n != 1 {
+		t.Fatalf("the helpdesk saw %d refresh grants, want exactly 1", n)
+	}
+	if got[0] != got[1] || e.apiStatus(got[0]) != http.StatusOK {
+		t.Fatalf("Token and Renew got different or unusable tokens")
+	}
+	stored, _, err := store.FindConnection(ctx, conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != valet.ConnectionActive {
+		t.Fatalf("connection after the race: %s (%s)", stored.Status, stored.LastError)
+	}
+}
+
+// TestTokensUnderAnotherKey: a hub started with a key that does not open
+// the stored tokens says so, on the connection and in its error.
+func TestTokensUnderAnotherKey(t *testing.T) {
+	e := newTokenEnv(t, false, 0)
+	store := e.openHub()
+	conn := e.connect(store)
+	other, err := NewVault("another hub vault key, also 32+ bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := NewTokens(store, other, e.providers(), nil, nil, TokensConfig{})
+	if _, err := tokens.Token(ctx, conn.ID); !errors.Is(err, ErrUnsealable) {
+		t.Fatalf("Token under another key: %v", err)
+	}
+	if n, err := tokens.RefreshDue(ctx, 10); err != nil || n != 0 {
+		t.Fatalf("RefreshDue under another key: %d %v", n, err)
+	}
+	stored, _, err := store.FindConnection(ctx, conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != valet.ConnectionDegraded || !strings.Contains(stored.LastError, "cannot decrypt") {
+		t.Fatalf("connection under another key: %s %q", stored.Status, stored.LastError)
 	}
 }

@@ -78,20 +78,24 @@ func (v *Vault) seal(field, plaintext string) []byte {
 	return aead.Seal(nonce, nonce, []byte(plaintext), []byte(field))
 }
 
+// ErrUnsealable is what Open returns for secrets this hub's keys do not
+// open.
+var ErrUnsealable = errors.New("hub: cannot decrypt the stored secrets")
+
 func (v *Vault) open(keyID, field string, sealed []byte) (string, error) {
 	if len(sealed) == 0 {
 		return "", nil
 	}
 	aead, ok := v.keys[keyID]
 	if !ok {
-		return "", fmt.Errorf("hub: secrets sealed with key %s, which this hub does not have (VALET_HUB_KEY changed without rotate-key?)", keyID)
+		return "", fmt.Errorf("%w: they are sealed with key %s, which this hub does not have (VALET_HUB_KEY changed without rotate-key?)", ErrUnsealable, keyID)
 	}
 	if len(sealed) < aead.NonceSize() {
-		return "", errors.New("hub: sealed secret too short")
+		return "", fmt.Errorf("%w: sealed secret too short", ErrUnsealable)
 	}
 	b, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(field))
 	if err != nil {
-		return "", fmt.Errorf("hub: cannot open a sealed %s token: %w", field, err)
+		return "", fmt.Errorf("%w: the sealed %s token does not open: %w", ErrUnsealable, field, err)
 	}
 	return string(b), nil
 }

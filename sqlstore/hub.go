@@ -299,10 +299,18 @@ func (h *HubStore) SaveConnection(ctx context.Context, c *valet.Connection, s va
 			lease_until = NULL,
 			fence = hub_connections.fence + 1,
 			updated_at = excluded.updated_at
+		WHERE hub_connections.connected_by = excluded.connected_by OR hub_connections.connected_by IS NULL
+			OR excluded.connected_by IS NULL OR hub_connections.status = $15
 		RETURNING id`,
 		c.Provider, c.BaseURL, c.Account, strings.Join(c.Scopes, " "), valet.ConnectionActive,
 		zeroNull(c.ConnectedBy), s.KeyID, s.AccessToken, nullBytes(s.RefreshToken),
-		nullBytes(s.WebhookSecret), c.IntegrationID, micros(c.AccessExpires), micros(c.NextRefresh), now).Scan(&id)
+		nullBytes(s.WebhookSecret), c.IntegrationID, micros(c.AccessExpires), micros(c.NextRefresh), now,
+		valet.ConnectionRevoked).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The account's live connection is another hub user's: taking it
+		// over would hand them its activity and strand its grant.
+		return errorf(op, valet.ECONFLICT, "This account is already connected to the hub by another user.", err)
+	}
 	if h.s.d.isForeignKey(err) {
 		e := valet.Invalid(map[string][]string{"connected_by": {"is not a hub user"}})
 		e.Op, e.Err = op, err

@@ -24,6 +24,7 @@ func RunHub(t *testing.T, open func(tb testing.TB, clock valet.Clock) valet.HubS
 		{"SaveConnection", testHubSaveConnection},
 		{"SaveInvalid", testHubSaveInvalid},
 		{"Reconnect", testHubReconnect},
+		{"TakenConnection", testHubTakenConnection},
 		{"ListConnections", testHubListConnections},
 		{"DueConnections", testHubDueConnections},
 		{"Lease", testHubLease},
@@ -930,4 +931,26 @@ func testHubPurgeActivity(t *testing.T, s valet.HubStore, clock *Clock) {
 	// The cursor stays: purging does not make the poller read again.
 	got, _ := findConnection(t, s, c.ID)
 	wantEqual(t, got.EventCursor, int64(5))
+}
+
+// testHubTakenConnection: another user's live connection of an account is
+// not replaced (ECONFLICT, nothing changed); its own user reconnects it.
+func testHubTakenConnection(t *testing.T, s valet.HubStore, clock *Clock) {
+	ada := newHubUser(t, s, "sub-1", "Ada")
+	bob := newHubUser(t, s, "sub-2", "Bob")
+	c := newConnection(t, s, clock, ada.ID, "acme")
+	now := clock.Now()
+	again := func(by int64) *valet.Connection {
+		return &valet.Connection{Provider: "valet", BaseURL: c.BaseURL, Account: "acme", Scopes: []string{"openid"},
+			ConnectedBy: by, AccessExpires: now.Add(time.Hour), NextRefresh: now.Add(50 * time.Minute)}
+	}
+	wantCode(t, s.SaveConnection(ctx, again(bob.ID), sealedSecrets("k1", "bob")), valet.ECONFLICT)
+	kept, sec := findConnection(t, s, c.ID)
+	wantEqual(t, kept.ConnectedBy, ada.ID)
+	wantEqual(t, kept.Generation, c.Generation)
+	wantEqual(t, string(sec.AccessToken), string(sealedSecrets("k1", "acme").AccessToken))
+	mine := again(ada.ID)
+	must(t, s.SaveConnection(ctx, mine, sealedSecrets("k1", "ada again")))
+	wantEqual(t, mine.ID, c.ID)
+	wantEqual(t, mine.Generation, c.Generation+1)
 }
