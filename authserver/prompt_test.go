@@ -352,3 +352,24 @@ func claim(t *testing.T, jwt, name string) any {
 	must(t, json.Unmarshal(raw, &claims))
 	return claims[name]
 }
+
+// TestPromptLoginKeepsAccount: signing in again for prompt=login keeps the
+// account the browser worked in, so a member of several accounts whose
+// consent is remembered is not shown the account picker.
+func TestPromptLoginKeepsAccount(t *testing.T) {
+	e := newEnv(t)
+	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
+	must(t, e.store.CreateAccount(ctx, globex))
+	must(t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	b := e.browser()
+	b.signIn() // lands on the account picker
+	_, body := b.get(e.issuer + "/accounts")
+	resp, _ := b.post(e.issuer+"/accounts", url.Values{"csrf": {field(t, csrfRe, body)},
+		"account_id": {strconv.FormatInt(e.account.ID, 10)}})
+	wantStatus(t, "choose acme", resp.StatusCode, http.StatusOK)
+	e.code(b, "openid", "tickets:read") // consent on acme
+	e.clock.Advance(time.Minute)
+	u, _ := e.promptURL(map[string]string{"prompt": "login"}, "openid", "tickets:read")
+	resp, body = b.get(u)
+	wantSilentCode(t, e, b.signInAgain(answer{resp, body}, time.Second))
+}

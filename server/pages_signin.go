@@ -197,6 +197,10 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	var accountID int64
 	if len(ms) == 1 {
 		accountID = ms[0].Account.ID
+	} else if old, err := s.loadSession(ctx, r); err == nil && old != nil && old.user.ID == user.ID && old.account != nil {
+		// Signing in again (an app's max_age or prompt=login) keeps the
+		// account the browser was working in.
+		accountID = old.account.ID
 	}
 	// A new secret on every sign-in: a session id planted before signing in
 	// (session fixation) is never promoted.
