@@ -21,6 +21,7 @@ type Credential struct {
 	AccountID int64
 	UserID    int64
 	UserEmail string // for Basic email:api_key, which must name the key's user
+	Role      Role   // the user's role in the account, now
 	AppID     int64  // 0 for API keys
 	GrantID   int64  // 0 for API keys
 	Scopes    ScopeSet

@@ -199,6 +199,31 @@ func (t *Tokens) load(ctx context.Context, id int64, n need) (string, error) {
 	return t.refresh(ctx, conn, n)
 }
 
+// recheck reads conn again: a revoked connection is ErrRevoked, and a
+// refresh stored since conn was read whose token serves n is returned as
+// token. Otherwise latest is the connection as it is now.
+func (t *Tokens) recheck(ctx context.Context, conn *valet.Connection, n need) (latest *valet.Connection, token string, err error) {
+	latest, sealed, err := t.store.FindConnection(ctx, conn.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	if latest.Status == valet.ConnectionRevoked {
+		t.forget(conn.ID)
+		return nil, "", ErrRevoked
+	}
+	if latest.Generation != conn.Generation {
+		sec, err := t.open(ctx, latest, *sealed)
+		if err != nil {
+			return nil, "", err
+		}
+		if !t.needsRefresh(n, latest, sec.AccessToken) {
+			t.remember(latest, sec.AccessToken)
+			return latest, sec.AccessToken, nil
+		}
+	}
+	return latest, "", nil
+}
+
 // open decrypts a connection's tokens. One that does not open (the hub's
 // key changed, or the row was tampered with) is marked degraded and
 // logged, so the dashboard and the operator say why it stopped working.
@@ -246,25 +271,11 @@ func (t *Tokens) refresh(ctx context.Context, conn *valet.Connection, n need) (s
 		return "", ctx.Err()
 	}
 	defer func() { <-turn }()
-	latest, sealed, err := t.store.FindConnection(ctx, conn.ID)
-	if err != nil {
-		return "", err
+	latest, token, err := t.recheck(ctx, conn, n)
+	if err != nil || token != "" {
+		return token, err
 	}
-	if latest.Status == valet.ConnectionRevoked {
-		t.forget(conn.ID)
-		return "", ErrRevoked
-	}
-	if latest.Generation != conn.Generation {
-		sec, err := t.open(ctx, latest, *sealed)
-		if err != nil {
-			return "", err
-		}
-		if !t.needsRefresh(n, latest, sec.AccessToken) {
-			t.remember(latest, sec.AccessToken)
-			return sec.AccessToken, nil
-		}
-		conn = latest
-	}
+	conn = latest
 	for {
 		lease, err := t.store.AcquireRefreshLease(ctx, conn.ID, t.owner, t.cfg.LeaseTTL)
 		switch valet.ErrorCode(err) {
@@ -277,23 +288,8 @@ func (t *Tokens) refresh(ctx context.Context, conn *valet.Connection, n need) (s
 				return "", ctx.Err()
 			case <-time.After(t.cfg.WaitPoll + mrand.N(t.cfg.WaitPoll)):
 			}
-			latest, sealed, err := t.store.FindConnection(ctx, conn.ID)
-			if err != nil {
-				return "", err
-			}
-			if latest.Status == valet.ConnectionRevoked {
-				t.forget(conn.ID)
-				return "", ErrRevoked
-			}
-			if latest.Generation != conn.Generation {
-				sec, err := t.open(ctx, latest, *sealed)
-				if err != nil {
-					return "", err
-				}
-				if !t.needsRefresh(n, latest, sec.AccessToken) {
-					t.remember(latest, sec.AccessToken)
-					return sec.AccessToken, nil
-				}
+			if _, token, err := t.recheck(ctx, conn, n); err != nil || token != "" {
+				return token, err
 			}
 			continue
 		case valet.EUNAUTHORIZED:

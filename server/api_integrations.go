@@ -27,6 +27,18 @@ type integrationCreatedJSON struct {
 	Secret string `json:"secret"`
 }
 
+// managesWebhooks applies the settings pages' rule to the API: only the
+// account's owners and admins set up, change or delete webhooks, whether
+// through their API key or an app they installed, checked with the user's
+// role now rather than when the credential was made.
+func managesWebhooks(cred *valet.Credential) error {
+	if !cred.Role.CanManage() {
+		return valet.Errorf(valet.EFORBIDDEN,
+			"Only the account's owners and admins can manage webhooks; this credential acts for a member with the %s role.", cred.Role)
+	}
+	return nil
+}
+
 func integrationURI(id int64) string { return "/api/integrations/" + strconv.FormatInt(id, 10) + "/" }
 
 func integrationView(in *valet.Integration) integrationJSON {
@@ -103,6 +115,9 @@ func (s *Server) listIntegrations(w http.ResponseWriter, r *http.Request, cred *
 // secret, shown this once. The creating app and user are recorded so an
 // account can tell which installation set a webhook up.
 func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	if err := managesWebhooks(cred); err != nil {
+		return err
+	}
 	var body integrationCreate
 	if err := s.decode(w, r, &body); err != nil {
 		return err
@@ -146,6 +161,9 @@ func (s *Server) getIntegration(w http.ResponseWriter, r *http.Request, cred *va
 // http.triggers and status. Setting status "active" re-enables an
 // integration disabled after failures and resets its failure count.
 func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	if err := managesWebhooks(cred); err != nil {
+		return err
+	}
 	id, err := pathID(r)
 	if err != nil {
 		return err
@@ -177,6 +195,9 @@ func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred 
 // deleteIntegration serves DELETE /api/integrations/{id}: 204; its pending
 // deliveries go with it.
 func (s *Server) deleteIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
+	if err := managesWebhooks(cred); err != nil {
+		return err
+	}
 	id, err := pathID(r)
 	if err != nil {
 		return err

@@ -72,12 +72,22 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 	}
 
 	t.Run("created by an app", func(t *testing.T) {
-		tok, grant := mustOAuthToken(t, e.store, f.account, f.agent, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
+		tok, grant := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
 		var in integrationOut
 		e.do(t, "POST", "/api/integrations/", map[string]any{
 			"http": map[string]any{"url": "http://127.0.0.1:9999/hook", "triggers": map[string]any{"ticket-updated": true}},
 		}, bearer(tok)).want(t, 201).JSON(t, &in)
-		if in.AppID == nil || *in.AppID != grant.AppID || in.CreatedByUserID == nil || *in.CreatedByUserID != f.agent.ID ||
+		// An app an agent installed reads webhooks but does not manage
+		// them, as the agent cannot on the settings pages.
+		agentTok, _ := mustOAuthToken(t, e.store, f.account, f.agent, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
+		path := "/api/integrations/" + strconv.FormatInt(in.ID, 10)
+		e.do(t, "GET", path, nil, bearer(agentTok)).want(t, 200)
+		for _, req := range []struct{ method, path string }{{"POST", "/api/integrations"}, {"PUT", path}, {"DELETE", path}} {
+			e.do(t, req.method, req.path, map[string]any{"name": "x",
+				"http": map[string]any{"url": "https://attacker.example/x", "triggers": map[string]any{"ticket-updated": true}},
+			}, bearer(agentTok)).want(t, 403)
+		}
+		if in.AppID == nil || *in.AppID != grant.AppID || in.CreatedByUserID == nil || *in.CreatedByUserID != f.owner.ID ||
 			in.Name == "" || in.Type != "http" {
 			t.Errorf("by app %+v", in)
 		}

@@ -66,7 +66,7 @@ func TestIntegrationWebhookEndToEnd(t *testing.T) {
 	e := newAPIEnv(t)
 	f := newFixture(t, e.store, "acme")
 	rc := newReceiver(t)
-	tok, grant := mustOAuthToken(t, e.store, f.account, f.agent,
+	tok, grant := mustOAuthToken(t, e.store, f.account, f.owner,
 		valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead, valet.ScopeTicketsWrite)
 
 	var in integrationOut

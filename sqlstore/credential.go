@@ -284,23 +284,23 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (*valet.Credent
 	switch {
 	case valet.HasSecretPrefix(secret, valet.PrefixAPIKey):
 		c.Kind = valet.CredentialAPIKey
-		err = s.queryRow(ctx, `SELECT k.id, k.account_id, k.user_id, u.email, k.scopes
+		err = s.queryRow(ctx, `SELECT k.id, k.account_id, k.user_id, u.email, m.role, k.scopes
 			FROM api_keys k
 			JOIN members m ON m.account_id = k.account_id AND m.user_id = k.user_id
 			JOIN users u ON u.id = k.user_id
 			WHERE k.secret_hash = $1`, valet.HashSecret(secret)).
-			Scan(&c.ID, &c.AccountID, &c.UserID, &c.UserEmail, &scopes)
+			Scan(&c.ID, &c.AccountID, &c.UserID, &c.UserEmail, &c.Role, &scopes)
 	case valet.HasSecretPrefix(secret, valet.PrefixAccessToken):
 		c.Kind = valet.CredentialOAuth
 		var expires int64
-		err = s.queryRow(ctx, `SELECT g.id, g.account_id, g.user_id, u.email, g.app_id, t.scopes, t.expires_at
+		err = s.queryRow(ctx, `SELECT g.id, g.account_id, g.user_id, u.email, m.role, g.app_id, t.scopes, t.expires_at
 			FROM access_tokens t
 			JOIN grants g ON g.id = t.grant_id
 			JOIN members m ON m.account_id = g.account_id AND m.user_id = g.user_id
 			JOIN users u ON u.id = g.user_id
 			WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND g.revoked_at IS NULL AND t.expires_at > $2`,
 			valet.HashSecret(secret), micros(s.now())).
-			Scan(&c.ID, &c.AccountID, &c.UserID, &c.UserEmail, &c.AppID, &scopes, &expires)
+			Scan(&c.ID, &c.AccountID, &c.UserID, &c.UserEmail, &c.Role, &c.AppID, &scopes, &expires)
 		c.GrantID, c.ExpiresAt = c.ID, fromMicros(expires)
 	default:
 		return nil, errorf(op, valet.EUNAUTHORIZED, msgUnauthorized, nil)
