@@ -213,7 +213,7 @@ func quietDispatcher(store valet.IntegrationService, clock valet.Clock) *webhook
 	// Jitter 0 makes every retry due a second after the failure (the
 	// dispatcher's floor): the test moves the clock instead of sleeping.
 	return webhook.New(store, webhook.Config{Clock: clock, Logger: slog.New(slog.DiscardHandler),
-		Jitter: func(int64) int64 { return 0 }})
+		Jitter: func(int64) int64 { return 0 }, AllowPrivate: true})
 }
 
 func runOnce(t *testing.T, d *webhook.Dispatcher) int {

@@ -80,7 +80,7 @@ func TestIntegrationWebhookEndToEnd(t *testing.T) {
 	e.do(t, "POST", "/api/tickets", map[string]any{"subject": "Refund please", "customer": map[string]any{"id": f.customer.ID},
 		"messages": []any{map[string]any{"body_text": "My order arrived broken."}}}, bearer(tok)).want(t, 201).JSON(t, &tk)
 
-	d := webhook.New(e.store, webhook.Config{Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	d := webhook.New(e.store, webhook.Config{Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler), AllowPrivate: true})
 	sent, err := d.RunOnce(ctx)
 	if err != nil || sent != 1 {
 		t.Fatalf("RunOnce: sent %d, %v", sent, err)

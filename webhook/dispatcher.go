@@ -49,9 +49,16 @@ const (
 // Config tunes a Dispatcher; the zero value of each field means its default.
 type Config struct {
 	// Client sends the requests. Default: a client with Timeout whose
-	// dialer refuses link-local addresses (cloud metadata endpoints). A
-	// given client is copied and made not to follow redirects.
+	// dialer refuses link-local addresses (cloud metadata endpoints) and,
+	// unless AllowPrivate, loopback and private ones. A given client is
+	// copied and made not to follow redirects.
 	Client *http.Client
+	// AllowPrivate lets the default client deliver to loopback and
+	// private addresses: a receiver on the same host or network (the
+	// demo's hub, development). Off, an app that may register webhooks
+	// cannot use valet to reach, and through the delivery log probe, the
+	// services beside it.
+	AllowPrivate bool
 	// Timeout bounds one attempt when Client is nil. Default 10 s.
 	Timeout time.Duration
 	// Clock stamps signatures and schedules retries; share the store's in
@@ -120,7 +127,7 @@ func New(store valet.IntegrationService, cfg Config) *Dispatcher {
 	if cfg.Client != nil {
 		client = *cfg.Client
 	} else {
-		client = http.Client{Timeout: cfg.Timeout, Transport: newTransport(cfg.Concurrency)}
+		client = http.Client{Timeout: cfg.Timeout, Transport: newTransport(cfg.Concurrency, cfg.AllowPrivate)}
 	}
 	// A redirect is an answer, not a delivery: following it would send the
 	// signed event to a URL nobody registered.
@@ -131,26 +138,33 @@ func New(store valet.IntegrationService, cfg Config) *Dispatcher {
 // NewDispatcher is New.
 func NewDispatcher(store valet.IntegrationService, cfg Config) *Dispatcher { return New(store, cfg) }
 
-func newTransport(conns int) *http.Transport {
+func newTransport(conns int, allowPrivate bool) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: refuseLinkLocal}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
+		Control: func(network, address string, _ syscall.RawConn) error { return checkAddress(address, allowPrivate) }}
 	t.DialContext = dialer.DialContext
+	t.Proxy = nil // the address checked must be the receiver's, not a proxy's
 	t.MaxIdleConnsPerHost = conns
 	return t
 }
 
-// refuseLinkLocal keeps webhooks away from link-local addresses, where
-// cloud providers serve instance metadata and credentials: anyone allowed
-// to register a webhook could otherwise read them through the delivery log.
-// It checks the address actually dialled, after DNS.
-func refuseLinkLocal(network, address string, _ syscall.RawConn) error {
+// checkAddress keeps webhooks away from link-local addresses, where cloud
+// providers serve instance metadata and credentials, and unless
+// allowPrivate from loopback and private ones: anyone allowed to register
+// a webhook could otherwise reach them and read the answers in the
+// delivery log. It checks the address actually dialled, after DNS, so a
+// name that resolves there (or is made to, later) is refused too.
+func checkAddress(address string, allowPrivate bool) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return err
 	}
 	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+	switch {
+	case ip == nil || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified():
 		return fmt.Errorf("webhook: address %s is not allowed", host)
+	case !allowPrivate && (ip.IsLoopback() || ip.IsPrivate()):
+		return fmt.Errorf("webhook: address %s is loopback or private, which this server does not deliver to (--webhook-allow-private)", host)
 	}
 	return nil
 }

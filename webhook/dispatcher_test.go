@@ -145,6 +145,7 @@ func (e *env) open() *sqlstore.Store {
 
 func (e *env) dispatcher(cfg Config) *Dispatcher {
 	cfg.Clock = e.clock
+	cfg.AllowPrivate = true // the receiver is an httptest server on loopback
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return New(e.store, cfg)
 }
@@ -454,14 +455,52 @@ func TestRun(t *testing.T) {
 	e.wantExactlyOnce()
 }
 
-func TestRefuseLinkLocal(t *testing.T) {
+func TestCheckAddress(t *testing.T) {
 	t.Parallel()
-	for addr, ok := range map[string]bool{
-		"127.0.0.1:80": true, "[::1]:443": true, "93.184.216.34:443": true,
-		"169.254.169.254:80": false, "[fe80::1]:80": false, "0.0.0.0:80": false, "224.0.0.1:80": false,
+	for _, c := range []struct {
+		addr                 string
+		public, allowPrivate bool // allowed by default, allowed with AllowPrivate
+	}{
+		{"93.184.216.34:443", true, true},
+		{"[2606:2800:220:1:248:1893:25c8:1946]:443", true, true},
+		{"127.0.0.1:80", false, true},
+		{"[::1]:443", false, true},
+		{"[::ffff:127.0.0.1]:80", false, true},
+		{"10.0.0.1:443", false, true},
+		{"172.16.5.4:443", false, true},
+		{"192.168.1.1:80", false, true},
+		{"[fd00::1]:443", false, true},
+		{"169.254.169.254:80", false, false},
+		{"[fe80::1]:80", false, false},
+		{"0.0.0.0:80", false, false},
+		{"224.0.0.1:80", false, false},
 	} {
-		if err := refuseLinkLocal("tcp", addr, nil); (err == nil) != ok {
-			t.Errorf("%s: %v", addr, err)
+		if err := checkAddress(c.addr, false); (err == nil) != c.public {
+			t.Errorf("%s by default: %v", c.addr, err)
 		}
+		if err := checkAddress(c.addr, true); (err == nil) != c.allowPrivate {
+			t.Errorf("%s with AllowPrivate: %v", c.addr, err)
+		}
+	}
+}
+
+// TestNoLoopbackByDefault: the default dispatcher does not deliver to a
+// receiver on loopback; the attempt fails and says why.
+func TestNoLoopbackByDefault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.newTicket("Hello")
+	d := New(e.store, Config{Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	runOnce(t, d)
+	e.recv.mu.Lock()
+	calls := e.recv.calls
+	e.recv.mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("the loopback receiver got %d requests", calls)
+	}
+	list, err := e.store.ListDeliveries(ctx, e.account.ID, e.in.ID, 10)
+	must(t, err)
+	if len(list) == 0 || !strings.Contains(list[0].LastError, "loopback or private") {
+		t.Fatalf("deliveries: %+v", list)
 	}
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// Secret (VALET_SECRET) seals the ID token signing keys in the store;
 	// without it the OAuth authorization server is off.
 	Secret string
+	// WebhookAllowPrivate lets webhooks be delivered to loopback and
+	// private addresses (the demo's hub; receivers on the same network).
+	WebhookAllowPrivate bool
 	// Hub configures valet hub, the integration hub (hub.go).
 	Hub HubConfig
 }
@@ -162,6 +165,10 @@ func (c *Config) LoadEnv(getenv func(string) string, readFile func(string) ([]by
 	parsed("VALET_API_KEY_RATE_LIMIT", rateLimitValue{&c.APIKeyLimit}.Set)
 	parsed("VALET_OAUTH_RATE_LIMIT", rateLimitValue{&c.OAuthLimit}.Set)
 	parsed("VALET_SIGN_IN_RATE_LIMIT", rateLimitValue{&c.SignInLimit}.Set)
+	parsed("VALET_WEBHOOK_ALLOW_PRIVATE", func(v string) (err error) {
+		c.WebhookAllowPrivate, err = strconv.ParseBool(v)
+		return err
+	})
 	return errors.Join(errs...)
 }
 
@@ -190,6 +197,7 @@ func (c *Config) serveFlags(fs *flag.FlagSet) {
 	fs.Var(durationValue{&c.RefreshIdleTTL}, "refresh-idle-ttl", "how long an unused refresh token lives (env VALET_REFRESH_IDLE_TTL)")
 	fs.Var(durationValue{&c.RefreshAbsoluteTTL}, "refresh-absolute-ttl", "how long refresh rotations may go on from one authorization (env VALET_REFRESH_ABSOLUTE_TTL)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "server secret sealing signing keys; enables OAuth (env VALET_SECRET, better VALET_SECRET_FILE)")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate, "deliver webhooks to loopback and private addresses too (env VALET_WEBHOOK_ALLOW_PRIVATE)")
 }
 
 // Validate checks the configuration and normalises the issuer.

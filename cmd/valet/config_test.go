@@ -86,6 +86,19 @@ func TestConfigPrecedence(t *testing.T) {
 			}
 		}},
 		{name: "access token too short", args: []string{"serve", "--access-token-ttl", "30s"}, err: "--access-token-ttl"},
+		{name: "webhooks to private addresses", args: []string{"serve"}, env: map[string]string{"VALET_WEBHOOK_ALLOW_PRIVATE": "true"},
+			check: func(t *testing.T, c Config) {
+				if !c.WebhookAllowPrivate {
+					t.Error("VALET_WEBHOOK_ALLOW_PRIVATE=true not taken")
+				}
+			}},
+		{name: "webhooks to private addresses, bad value", args: []string{"serve"},
+			env: map[string]string{"VALET_WEBHOOK_ALLOW_PRIVATE": "maybe"}, err: "VALET_WEBHOOK_ALLOW_PRIVATE"},
+		{name: "no webhooks to private addresses by default", args: []string{"serve"}, check: func(t *testing.T, c Config) {
+			if c.WebhookAllowPrivate {
+				t.Error("private webhook targets allowed by default")
+			}
+		}},
 		{name: "absolute shorter than idle", args: []string{"serve", "--refresh-idle-ttl", "48h", "--refresh-absolute-ttl", "24h"},
 			err: "--refresh-absolute-ttl"},
 	}

@@ -90,7 +90,7 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 	// before serve returns, so its last results are recorded before the
 	// caller closes the store.
 	if m.Config.Secret != "" {
-		dispatcher := webhook.New(store, webhook.Config{Logger: log})
+		dispatcher := webhook.New(store, webhook.Config{Logger: log, AllowPrivate: m.Config.WebhookAllowPrivate})
 		dctx, stopDispatcher := context.WithCancel(ctx)
 		stopped := make(chan struct{})
 		go func() {
