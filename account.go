@@ -118,7 +118,7 @@ type UserService interface {
 	// Errors: EINVALID (unknown role), ENOTFOUND (account or user), ECONFLICT (already a member).
 	AddMember(ctx context.Context, accountID, userID int64, role Role) error
 	// RemoveMember ends the user's membership of the account; the user's API
-	// keys there are deleted and its OAuth grants there stop authenticating.
+	// keys there are deleted and the OAuth grants they made there revoked.
 	// Errors: ENOTFOUND (not a member).
 	RemoveMember(ctx context.Context, accountID, userID int64) error
 	// FindMember returns the user with Role set. Errors: ENOTFOUND (not a member).

@@ -150,8 +150,9 @@ func (s *Store) AddMember(ctx context.Context, accountID, userID int64, role val
 }
 
 // RemoveMember implements valet.UserService. The member's API keys go with
-// the membership (a foreign key cascades); OAuth grants stay but stop
-// authenticating, since Authenticate requires the membership.
+// the membership (a foreign key cascades) and the apps they installed on
+// the account are revoked: a grant outliving the membership would start
+// working again, refresh tokens and all, if the user were added back.
 func (s *Store) RemoveMember(ctx context.Context, accountID, userID int64) error {
 	const op = "sqlstore.RemoveMember"
 	tx, err := s.begin(ctx)
@@ -165,6 +166,10 @@ func (s *Store) RemoveMember(ctx context.Context, accountID, userID int64) error
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return errorf(op, valet.ENOTFOUND, "This user is not a member of the account.", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked_at = $1
+		WHERE account_id = $2 AND user_id = $3 AND revoked_at IS NULL`, micros(tx.now), accountID, userID); err != nil {
+		return s.fail(op, err, "")
 	}
 	return s.fail(op, tx.commit(ctx), "")
 }

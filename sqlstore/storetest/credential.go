@@ -27,7 +27,7 @@ func testAPIKeys(t *testing.T, s valet.Store) {
 	c, err := s.Authenticate(ctx, secret)
 	must(t, err)
 	wantEqual(t, c, &valet.Credential{Kind: valet.CredentialAPIKey, ID: k.ID, AccountID: a.account.ID,
-		UserID: a.agent.ID, UserEmail: a.agent.Email, Scopes: k.Scopes})
+		UserID: a.agent.ID, UserEmail: a.agent.Email, Role: valet.RoleAgent, Scopes: k.Scopes})
 	c, err = s.Authenticate(ctx, narrowSecret)
 	must(t, err)
 	wantEqual(t, c.Scopes, valet.ScopeSet{valet.ScopeTicketsRead})
@@ -141,7 +141,8 @@ func testAccessTokens(t *testing.T, s valet.Store) {
 		t.Fatalf("expires in %v", d)
 	}
 	wantEqual(t, c, &valet.Credential{Kind: valet.CredentialOAuth, ID: g.ID, AccountID: a.account.ID, UserID: a.agent.ID,
-		UserEmail: a.agent.Email, AppID: app.ID, GrantID: g.ID, Scopes: valet.ScopeSet{valet.ScopeTicketsRead}, ExpiresAt: c.ExpiresAt})
+		UserEmail: a.agent.Email, Role: valet.RoleAgent, AppID: app.ID, GrantID: g.ID, Scopes: valet.ScopeSet{valet.ScopeTicketsRead},
+		ExpiresAt: c.ExpiresAt})
 	full, err := s.CreateAccessToken(ctx, g.ID, nil, time.Hour)
 	must(t, err)
 	c, err = s.Authenticate(ctx, full)
@@ -214,10 +215,12 @@ func testRemovedMember(t *testing.T, s valet.Store) {
 	if len(keys) != 0 {
 		t.Fatalf("a removed member's keys remain: %s", dump(keys))
 	}
-	// Coming back does not revive the deleted key.
+	// Coming back revives neither the deleted key nor the revoked grant.
 	must(t, s.AddMember(ctx, a.account.ID, a.agent.ID, valet.RoleAgent))
-	_, err = s.Authenticate(ctx, keyA)
-	wantCode(t, err, valet.EUNAUTHORIZED)
+	for _, secret := range []string{keyA, token} {
+		_, err = s.Authenticate(ctx, secret)
+		wantCode(t, err, valet.EUNAUTHORIZED)
+	}
 }
 
 func testSessions(t *testing.T, s valet.Store) {
