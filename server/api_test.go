@@ -597,3 +597,28 @@ func testAPIPrecondition(t *testing.T, open storeOpener) {
 		})
 	}
 }
+
+// TestAPITicketCustomerByEmail: a ticket whose customer is given by email
+// may create that customer, which takes customers:write; by id it takes
+// tickets:write alone.
+func TestAPITicketCustomerByEmail(t *testing.T) {
+	t.Parallel()
+	e := newAPIEnv(t)
+	f := newFixture(t, e.store, "acme")
+	ticketsOnly, _ := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeTicketsWrite)
+	ticket := func(customer map[string]any) map[string]any {
+		return map[string]any{"subject": "Where is my order?", "customer": customer,
+			"messages": []any{map[string]any{"body_text": "Hello"}}}
+	}
+	r := e.do(t, "POST", "/api/tickets", ticket(map[string]any{"email": "newbie@customers.example", "name": "New Bie"}),
+		bearer(ticketsOnly)).want(t, 403)
+	if got := r.Header.Get("WWW-Authenticate"); !strings.Contains(got, `scope="customers:write"`) {
+		t.Errorf("WWW-Authenticate %q", got)
+	}
+	if page, err := e.store.ListCustomers(context.Background(), f.account.ID, valet.CustomerFilter{Email: "newbie@customers.example"}); err != nil || len(page.Data) != 0 {
+		t.Fatalf("the refused ticket created its customer: %v %v", page, err)
+	}
+	e.do(t, "POST", "/api/tickets", ticket(map[string]any{"id": f.customer.ID}), bearer(ticketsOnly)).want(t, 201)
+	both, _ := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeTicketsWrite, valet.ScopeCustomersWrite)
+	e.do(t, "POST", "/api/tickets", ticket(map[string]any{"email": "newbie@customers.example"}), bearer(both)).want(t, 201)
+}

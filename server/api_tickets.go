@@ -279,6 +279,12 @@ func (s *Server) createTicket(w http.ResponseWriter, r *http.Request, cred *vale
 	if err != nil {
 		return err
 	}
+	// A customer given by email is found or created: creating customers
+	// is customers:write's, whatever the ticket scopes allow.
+	if t.Customer.ID == 0 && t.Customer.Email != "" && !cred.Scopes.Has(valet.ScopeCustomersWrite) {
+		return insufficientScope(w, valet.ScopeCustomersWrite,
+			"A ticket's customer given by email may create that customer, which takes the customers:write scope; give the customer's id instead.")
+	}
 	if err := s.store.CreateTicket(r.Context(), t, msgs); err != nil {
 		return err
 	}

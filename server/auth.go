@@ -124,6 +124,13 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, cred *valet.Credential
 // authorized runs fn for the credential in the request context after
 // charging the rate limit and checking scope. Rate limiting comes first so a
 // client hammering a route it may not use is still slowed down.
+// insufficientScope is the 403 of a credential without scope, with the
+// RFC 6750 §3 challenge naming it.
+func insufficientScope(w http.ResponseWriter, scope valet.Scope, msg string) error {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="`+string(scope)+`"`)
+	return &valet.Error{Code: valet.EFORBIDDEN, Message: msg, Fields: map[string][]string{"scope": {string(scope) + " is required"}}}
+}
+
 func (s *Server) authorized(scope valet.Scope, fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred := credentialFrom(r.Context())
@@ -148,10 +155,7 @@ func (s *Server) authorized(scope valet.Scope, fn apiFunc) http.Handler {
 			return
 		}
 		if !cred.Scopes.Has(scope) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="`+string(scope)+`"`)
-			s.writeError(w, r, &valet.Error{Code: valet.EFORBIDDEN,
-				Message: "This credential lacks the " + string(scope) + " scope.",
-				Fields:  map[string][]string{"scope": {string(scope) + " is required"}}})
+			s.writeError(w, r, insufficientScope(w, scope, "This credential lacks the "+string(scope)+" scope."))
 			return
 		}
 		if err := fn(w, r, cred); err != nil {
