@@ -305,3 +305,44 @@ func TestSignInBucketsSwept(t *testing.T) {
 		})
 	}
 }
+
+// TestSignInLimitUnderLoad: many sign-ins at once from one address, each
+// with its own email, while a short period makes every reservation sweep:
+// no reservation fails (a sweep inside the reservation deadlocked with
+// them on PostgreSQL).
+func TestSignInLimitUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	limit := valet.SignInLimit{Attempts: 1_000_000, Per: time.Millisecond}
+	for _, b := range nodeBackends {
+		t.Run(b.name, func(t *testing.T) {
+			a, c, _ := b.open(t)
+			var wg sync.WaitGroup
+			var failed atomic.Int32
+			for i := range 32 {
+				node := a
+				if i%2 == 1 {
+					node = c
+				}
+				wg.Go(func() {
+					keys := []string{"addr:192.0.2.1", fmt.Sprintf("email:user%d@acme.test", i)}
+					for range 15 {
+						if _, err := node.ReserveSignIn(ctx, keys, limit); err != nil {
+							t.Error(err)
+							failed.Add(1)
+							return
+						}
+						if err := node.ReleaseSignIn(ctx, keys, limit); err != nil {
+							t.Error(err)
+							failed.Add(1)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := failed.Load(); n > 0 {
+				t.Fatalf("%d sign-ins failed", n)
+			}
+		})
+	}
+}

@@ -17,18 +17,23 @@ import (
 
 // ReserveSignIn implements valet.SessionService.
 func (s *Store) ReserveSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) (time.Duration, error) {
-	const op = "sqlstore.ReserveSignIn"
 	if !limit.Enabled() || len(keys) == 0 {
 		return 0, nil
 	}
+	retry, err := s.reserveSignIn(ctx, keys, limit)
+	if err == nil {
+		s.sweepSignIns(ctx, limit)
+	}
+	return retry, err
+}
+
+func (s *Store) reserveSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) (time.Duration, error) {
+	const op = "sqlstore.ReserveSignIn"
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return 0, s.fail(op, err, "")
 	}
 	defer tx.rollback()
-	if err := s.sweepSignIns(ctx, tx, limit); err != nil {
-		return 0, s.fail(op, err, "")
-	}
 	hashes := signInHashes(keys)
 	levels, err := tx.lockSignIns(ctx, hashes, limit)
 	if err != nil {
@@ -128,12 +133,22 @@ func (tx *tx) setSignIns(ctx context.Context, hash []byte, level float64) error 
 }
 
 // sweepSignIns deletes, at most once per period on each node, the buckets
-// nobody has touched for a whole period: they have drained empty.
-func (s *Store) sweepSignIns(ctx context.Context, tx *tx, limit valet.SignInLimit) error {
+// nobody has touched for a whole period: they have drained empty. It runs
+// after the reservation, in a statement of its own, and on PostgreSQL
+// passes over rows a sign-in holds (SKIP LOCKED): a sweep inside the
+// reservation, waiting for such a row while holding others, deadlocked
+// with the sign-ins. A failed sweep only leaves empty buckets for the
+// next one.
+func (s *Store) sweepSignIns(ctx context.Context, limit valet.SignInLimit) {
+	now := s.now()
 	last := s.signInSwept.Load()
-	if now := micros(tx.now); now-last < limit.Per.Microseconds() || !s.signInSwept.CompareAndSwap(last, now) {
-		return nil
+	if micros(now)-last < limit.Per.Microseconds() || !s.signInSwept.CompareAndSwap(last, micros(now)) {
+		return
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM signin_buckets WHERE touched_at < $1`, micros(tx.now.Add(-limit.Per)))
-	return err
+	lock := s.d.forUpdate("b")
+	if lock != "" {
+		lock += " SKIP LOCKED"
+	}
+	_, _ = s.w.ExecContext(ctx, `DELETE FROM signin_buckets WHERE key_hash IN
+		(SELECT key_hash FROM signin_buckets b WHERE touched_at < $1`+lock+`)`, micros(now.Add(-limit.Per)))
 }
