@@ -124,6 +124,16 @@ func newEnvOn(t *testing.T, postgres bool) *env {
 	return e
 }
 
+// secondAccount makes the env's user an agent of a second account,
+// globex, so that signing in no longer picks an account.
+func (e *env) secondAccount() *valet.Account {
+	e.t.Helper()
+	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
+	must(e.t, e.store.CreateAccount(ctx, globex))
+	must(e.t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	return globex
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
@@ -898,9 +908,7 @@ func TestAuditPage(t *testing.T) {
 // account=NAME preselects it, and the token answer names it.
 func TestAccountChoice(t *testing.T) {
 	e := newEnv(t)
-	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
-	must(t, e.store.CreateAccount(ctx, globex))
-	must(t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	globex := e.secondAccount()
 	b := e.browser()
 	verifier := oauth2.GenerateVerifier()
 	u := e.oauth2("tickets:read").AuthCodeURL("s", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("account", "globex"))

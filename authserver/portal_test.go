@@ -16,9 +16,7 @@ import (
 // is shown whenever one is made.
 func TestPartnerPortalWithoutAccount(t *testing.T) {
 	e := newEnv(t)
-	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
-	must(t, e.store.CreateAccount(ctx, globex))
-	must(t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	e.secondAccount()
 	b := e.browser()
 	b.signIn()
 	resp, body := b.get(e.issuer + "/developers")

@@ -123,9 +123,7 @@ func TestPromptNoneWithoutConsent(t *testing.T) {
 
 func TestPromptNoneAccountSelection(t *testing.T) {
 	e := newEnv(t)
-	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
-	must(t, e.store.CreateAccount(ctx, globex))
-	must(t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	globex := e.secondAccount()
 	b := e.browser()
 	b.signIn()
 	u, _ := e.promptURL(map[string]string{"prompt": "none"}, "tickets:read")
@@ -358,9 +356,7 @@ func claim(t *testing.T, jwt, name string) any {
 // consent is remembered is not shown the account picker.
 func TestPromptLoginKeepsAccount(t *testing.T) {
 	e := newEnv(t)
-	globex := &valet.Account{Name: "globex", DisplayName: "Globex"}
-	must(t, e.store.CreateAccount(ctx, globex))
-	must(t, e.store.AddMember(ctx, globex.ID, e.user.ID, valet.RoleAgent))
+	e.secondAccount()
 	b := e.browser()
 	b.signIn() // lands on the account picker
 	_, body := b.get(e.issuer + "/accounts")
