@@ -62,29 +62,24 @@ func (s *Store) reserveSignIn(ctx context.Context, keys []string, limit valet.Si
 	return 0, nil
 }
 
-// ReleaseSignIn implements valet.SessionService.
+// ReleaseSignIn implements valet.SessionService. Each bucket is drained
+// and given back its attempt by one UPDATE of its own: a release holds one
+// row at a time, so it cannot deadlock with reservations, and a key that
+// has no bucket (no failure to count) writes nothing.
 func (s *Store) ReleaseSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) error {
 	const op = "sqlstore.ReleaseSignIn"
 	if !limit.Enabled() || len(keys) == 0 {
 		return nil
 	}
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return s.fail(op, err, "")
-	}
-	defer tx.rollback()
-	hashes := signInHashes(keys)
-	levels, err := tx.lockSignIns(ctx, hashes, limit)
-	if err != nil {
-		return s.fail(op, err, "")
-	}
-	for i, h := range hashes {
-		if err := tx.setSignIns(ctx, h, max(0, levels[i]-1)); err != nil {
+	now := micros(s.now())
+	perMicro := float64(limit.Attempts) / float64(limit.Per.Microseconds())
+	for _, h := range signInHashes(keys) {
+		if _, err := s.w.ExecContext(ctx, `UPDATE signin_buckets SET touched_at = $1,
+			level = CASE WHEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) > 1
+				THEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) - 1 ELSE 0 END
+			WHERE key_hash = $3`, now, perMicro, h); err != nil {
 			return s.fail(op, err, "")
 		}
-	}
-	if err := tx.commit(ctx); err != nil {
-		return s.fail(op, err, "")
 	}
 	return nil
 }
