@@ -748,40 +748,40 @@ func (s *Store) revokeForReuse(ctx context.Context, tx *tx, rt *valet.RefreshTok
 // RevokeOAuthToken implements valet.OAuthService.
 func (s *Store) RevokeOAuthToken(ctx context.Context, appID int64, token string) error {
 	const op = "sqlstore.RevokeOAuthToken"
+	// The token is read whichever app it belongs to, so that one read
+	// tells an unknown token (RFC 7009 §2.2: not an error) from another
+	// app's (§2.1: refused).
+	var read string
+	switch {
+	case valet.HasSecretPrefix(token, valet.PrefixAccessToken):
+		read = `SELECT t.id, g.id, g.account_id, g.app_id, 0 FROM access_tokens t JOIN grants g ON g.id = t.grant_id
+			WHERE t.token_hash = $1`
+	case valet.HasSecretPrefix(token, valet.PrefixRefreshToken):
+		read = `SELECT t.id, g.id, g.account_id, g.app_id, t.code_id FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
+			WHERE t.token_hash = $1`
+	default:
+		return nil
+	}
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return s.fail(op, err, "")
 	}
 	defer tx.rollback()
-	var grantID, accountID, codeID int64
-	hash := valet.HashSecret(token)
+	var tokenID, grantID, accountID, tokenApp, codeID int64
+	err = tx.QueryRowContext(ctx, read, valet.HashSecret(token)).Scan(&tokenID, &grantID, &accountID, &tokenApp, &codeID)
 	switch {
-	case valet.HasSecretPrefix(token, valet.PrefixAccessToken):
-		var tokenID int64
-		err = tx.QueryRowContext(ctx, `SELECT t.id, g.id, g.account_id FROM access_tokens t JOIN grants g ON g.id = t.grant_id
-			WHERE t.token_hash = $1 AND g.app_id = $2`, hash, appID).Scan(&tokenID, &grantID, &accountID)
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`,
-				micros(tx.now), tokenID)
-		}
-	case valet.HasSecretPrefix(token, valet.PrefixRefreshToken):
-		err = tx.QueryRowContext(ctx, `SELECT g.id, g.account_id, t.code_id FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
-			WHERE t.token_hash = $1 AND g.app_id = $2`, hash, appID).Scan(&grantID, &accountID, &codeID)
-		if err == nil {
-			err = tx.revokeFamily(ctx, grantID, codeID)
-		}
-	default:
+	case errors.Is(err, sql.ErrNoRows):
 		return nil
+	case err != nil:
+		return s.fail(op, err, "")
+	case tokenApp != appID:
+		return errorf(op, valet.EFORBIDDEN, "This token was not issued to this app.", nil)
 	}
-	if errors.Is(err, sql.ErrNoRows) {
-		// RFC 7009 §2.2: an invalid token is not an error; §2.1: a token
-		// issued to another client is.
-		if other, err := tx.issuedToOtherApp(ctx, token, hash, appID); err != nil {
-			return s.fail(op, err, "")
-		} else if other {
-			return errorf(op, valet.EFORBIDDEN, "This token was not issued to this app.", nil)
-		}
-		return nil
+	if valet.HasSecretPrefix(token, valet.PrefixAccessToken) {
+		_, err = tx.ExecContext(ctx, `UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`,
+			micros(tx.now), tokenID)
+	} else {
+		err = tx.revokeFamily(ctx, grantID, codeID)
 	}
 	if err != nil {
 		return s.fail(op, err, "")
@@ -790,22 +790,6 @@ func (s *Store) RevokeOAuthToken(ctx context.Context, appID int64, token string)
 		return s.fail(op, err, "")
 	}
 	return s.fail(op, tx.commit(ctx), "")
-}
-
-// issuedToOtherApp reports whether token (hashed as hash) is an access or
-// refresh token of an app other than appID.
-func (tx *tx) issuedToOtherApp(ctx context.Context, token string, hash []byte, appID int64) (bool, error) {
-	table := "access_tokens"
-	if valet.HasSecretPrefix(token, valet.PrefixRefreshToken) {
-		table = "refresh_tokens"
-	}
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` t JOIN grants g ON g.id = t.grant_id
-		WHERE t.token_hash = $1 AND g.app_id <> $2`, hash, appID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // PurgeOAuth implements valet.OAuthService, in bounded batches so that a
