@@ -164,21 +164,21 @@ func (s *Store) UpdateApp(ctx context.Context, a *valet.App) error {
 }
 
 // narrowInstallations takes the scopes an app no longer registers away
-// from its installations: its live grants, unused codes and live tokens
-// keep only the scopes in allowed, so narrowing a registration narrows
-// what the app can do now, not only what it may ask for next. Rows
-// sharing a scope string are updated together: there are few distinct
-// ones however many tokens there are.
+// from its installations: its grants, codes and tokens keep only the
+// scopes in allowed, so narrowing a registration narrows what the app can
+// do now, not only what it may ask for next. Rows sharing a scope string
+// are updated together: there are few distinct ones however many tokens
+// there are. Spent rows are narrowed too, which is simpler than telling
+// them apart and changes nothing they can do.
 func (tx *tx) narrowInstallations(ctx context.Context, appID int64, allowed valet.ScopeSet) error {
-	// Each table's live rows of the app ($1) at now ($2).
 	ofApp := `grant_id IN (SELECT id FROM grants WHERE app_id = $1)`
-	for _, t := range []struct{ table, live string }{
-		{"grants", `app_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)`},
-		{"auth_codes", ofApp + ` AND used_at IS NULL AND expires_at > $2`},
-		{"access_tokens", ofApp + ` AND revoked_at IS NULL AND expires_at > $2`},
-		{"refresh_tokens", ofApp + ` AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2`},
+	for _, t := range []struct{ table, rows string }{
+		{"grants", `app_id = $1`},
+		{"auth_codes", ofApp},
+		{"access_tokens", ofApp},
+		{"refresh_tokens", ofApp},
 	} {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT scopes FROM `+t.table+` WHERE `+t.live, appID, micros(tx.now))
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT scopes FROM `+t.table+` WHERE `+t.rows, appID)
 		if err != nil {
 			return err
 		}
@@ -195,13 +195,11 @@ func (tx *tx) narrowInstallations(ctx context.Context, appID int64, allowed vale
 			return err
 		}
 		for _, old := range stored {
-			narrowed := parseStoredScopes(old).Intersect(allowed).String()
-			if narrowed == old {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE `+t.table+` SET scopes = $4 WHERE scopes = $3 AND `+t.live,
-				appID, micros(tx.now), old, narrowed); err != nil {
-				return err
+			if narrowed := parseStoredScopes(old).Intersect(allowed).String(); narrowed != old {
+				if _, err := tx.ExecContext(ctx, `UPDATE `+t.table+` SET scopes = $3 WHERE scopes = $2 AND `+t.rows,
+					appID, old, narrowed); err != nil {
+					return err
+				}
 			}
 		}
 	}
