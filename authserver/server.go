@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,7 +159,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			ctx := context.WithValue(r.Context(), hintKey, r.Form.Get("account"))
 			ctx = context.WithValue(ctx, rawScopeKey, r.Form.Get("scope"))
 			ctx = context.WithValue(ctx, requestURIKey, r.Form.Has("request_uri"))
-			rec := &bufferedWriter{header: http.Header{}}
+			rec := newBufferedWriter()
 			h.ServeHTTP(rec, r.WithContext(ctx))
 			s.finishAuthorize(w, r, rec)
 			return
@@ -170,7 +171,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 				f.write(w)
 				return
 			}
-			rec := &bufferedWriter{header: http.Header{}}
+			rec := newBufferedWriter()
 			h.ServeHTTP(rec, r.WithContext(withAppMemo(r.Context())))
 			finishToken(w, rec)
 			return
@@ -182,15 +183,18 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 				f.write(w)
 				return
 			}
-			rec := &bufferedWriter{header: http.Header{}}
+			rec := newBufferedWriter()
 			h.ServeHTTP(rec, r)
-			finishUserinfo(w, r, rec)
+			finishUserinfo(w, rec)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
+func newBufferedWriter() *bufferedWriter { return &bufferedWriter{header: http.Header{}} }
+
+// bufferedWriter holds the library's answer so that wrap can amend it.
 type bufferedWriter struct {
 	header http.Header
 	status int
@@ -210,53 +214,51 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
+// oauthError is the error of a buffered JSON error answer (empty when the
+// body is not one).
+func (b *bufferedWriter) oauthError() (code, description string) {
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	_ = json.Unmarshal(b.body.Bytes(), &e)
+	return e.Error, e.Description
+}
+
+// send writes the buffered answer to w.
+func (b *bufferedWriter) send(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(cmp.Or(b.status, http.StatusOK))
+	_, _ = w.Write(b.body.Bytes())
+}
+
 // finishToken marks token answers not cacheable (RFC 6749 §5.1) and answers
 // a failed client authentication with 401 (RFC 6749 §5.2).
 func finishToken(w http.ResponseWriter, rec *bufferedWriter) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
+	rec.header.Set("Cache-Control", "no-store")
+	rec.header.Set("Pragma", "no-cache")
+	if code, _ := rec.oauthError(); rec.status == http.StatusBadRequest && code == string(oidc.InvalidClient) {
+		rec.status = http.StatusUnauthorized
+		rec.header.Set("WWW-Authenticate", `Basic realm="valet"`)
 	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	if rec.status == http.StatusBadRequest {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error == string(oidc.InvalidClient) {
-			rec.status = http.StatusUnauthorized
-			w.Header().Set("WWW-Authenticate", `Basic realm="valet"`)
-		}
-	}
-	w.WriteHeader(rec.status)
-	_, _ = w.Write(rec.body.Bytes())
+	rec.send(w)
 }
 
 // finishUserinfo adds the WWW-Authenticate challenge RFC 6750 §3 asks for
 // (OpenID Connect Core §5.3.3): no error code when no token was sent.
-func finishUserinfo(w http.ResponseWriter, r *http.Request, rec *bufferedWriter) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-	var e struct {
-		Error string `json:"error"`
-	}
-	_ = json.Unmarshal(rec.body.Bytes(), &e)
+func finishUserinfo(w http.ResponseWriter, rec *bufferedWriter) {
+	code, _ := rec.oauthError()
 	switch {
 	case rec.status == http.StatusForbidden:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="openid"`)
-	case rec.status == http.StatusUnauthorized && e.Error == errInvalidToken:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="invalid_token"`)
+		rec.header.Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="openid"`)
+	case rec.status == http.StatusUnauthorized && code == errInvalidToken:
+		rec.header.Set("WWW-Authenticate", `Bearer realm="valet", error="invalid_token"`)
 	case rec.status == http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="valet"`)
+		rec.header.Set("WWW-Authenticate", `Bearer realm="valet"`)
 	}
-	w.WriteHeader(rec.status)
-	_, _ = w.Write(rec.body.Bytes())
+	rec.send(w)
 }
 
 // RFC 6750 §3.1's error codes, which the library does not name.
@@ -265,58 +267,54 @@ const (
 	errInsufficientScope = "insufficient_scope"
 )
 
+// finishAuthorize adds iss to the authorization responses sent to the app
+// (RFC 9207) and turns the library's JSON errors, answered while client
+// and redirect URI are not known good, into a page: never a redirect.
 func (s *Server) finishAuthorize(w http.ResponseWriter, r *http.Request, rec *bufferedWriter) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	loc := rec.header.Get("Location")
-	if rec.status >= 300 && rec.status < 400 && loc != "" {
-		// A redirect to the app (success or error) carries iss (RFC 9207);
-		// one to our own consent page does not need it.
-		if u, err := url.Parse(loc); err == nil && (u.IsAbs() || strings.HasPrefix(loc, "//")) {
-			// The answer is in the query, or in the fragment when the
-			// request asked for a response mode or type that puts it there
-			// (valet refuses those, but says so where the app looks).
-			params, fragment := u.Query(), false
-			if params.Get("code") == "" && params.Get("error") == "" && u.Fragment != "" {
-				if f, err := url.ParseQuery(u.Fragment); err == nil && f.Get("error") != "" {
-					params, fragment = f, true
-				}
-			}
-			if params.Get("code") != "" || params.Get("error") != "" {
-				// The library calls a response type no client may use
-				// unauthorized_client; valet supports code alone.
-				if params.Get("error") == string(oidc.UnauthorizedClient) && r.Form.Get("response_type") != string(oidc.ResponseTypeCode) {
-					params.Set("error", "unsupported_response_type")
-					params.Set("error_description", "only response_type=code is supported")
-				}
-				params.Set("iss", s.issuer)
-				if fragment {
-					u.Fragment = params.Encode()
-				} else {
-					u.RawQuery = params.Encode()
-				}
-				rec.header.Set("Location", u.String())
-			}
+	switch {
+	case rec.status >= 300 && rec.status < 400:
+		if loc := rec.header.Get("Location"); loc != "" {
+			rec.header.Set("Location", s.withIssuer(loc, r.Form.Get("response_type")))
 		}
-	} else if rec.status >= 400 && strings.HasPrefix(rec.header.Get("Content-Type"), "text/html") {
-		// Already a page (the callback's).
-	} else if rec.status >= 400 {
-		// Until client and redirect URI are known good the answer is a page,
-		// never a redirect.
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		_ = json.Unmarshal(rec.body.Bytes(), &e)
-		writeErrorPage(w, http.StatusBadRequest, e.Error, e.Description)
+	case rec.status >= 400 && !strings.HasPrefix(rec.header.Get("Content-Type"), "text/html"): // the callback's is a page already
+		code, description := rec.oauthError()
+		writeErrorPage(w, http.StatusBadRequest, code, description)
 		return
 	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
+	rec.send(w)
+}
+
+// withIssuer adds iss to a redirect to the app that answers it (a code or
+// an error), in the query, or in the fragment where the library put an
+// error for a response mode or type valet refuses; a redirect to valet's
+// own consent page is left as it is.
+func (s *Server) withIssuer(loc, responseType string) string {
+	u, err := url.Parse(loc)
+	if err != nil || !u.IsAbs() && !strings.HasPrefix(loc, "//") {
+		return loc
 	}
-	w.WriteHeader(rec.status)
-	_, _ = w.Write(rec.body.Bytes())
+	params, fragment := u.Query(), false
+	if params.Get("code") == "" && params.Get("error") == "" && u.Fragment != "" {
+		if f, err := url.ParseQuery(u.Fragment); err == nil && f.Get("error") != "" {
+			params, fragment = f, true
+		}
+	}
+	if params.Get("code") == "" && params.Get("error") == "" {
+		return loc
+	}
+	// The library calls a response type no client may use
+	// unauthorized_client; valet supports code alone.
+	if params.Get("error") == string(oidc.UnauthorizedClient) && responseType != string(oidc.ResponseTypeCode) {
+		params.Set("error", "unsupported_response_type")
+		params.Set("error_description", "only response_type=code is supported")
+	}
+	params.Set("iss", s.issuer)
+	if fragment {
+		u.Fragment = params.Encode()
+	} else {
+		u.RawQuery = params.Encode()
+	}
+	return u.String()
 }
 
 // Discovery advertises valet's choices.
