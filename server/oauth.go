@@ -115,6 +115,20 @@ func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, pen
 	return nil
 }
 
+// signInFirst is the sign-in page the browser must pass before the request
+// can go on, coming back to back: as the user the app's id_token_hint
+// names, or again for its max_age or prompt=login. Empty when the session
+// serves.
+func signInFirst(p *valet.PendingAuthorization, ps *pageSession, back string) string {
+	switch {
+	case p.OtherUser(ps.user.ID):
+		return signinAsOtherURL(back)
+	case p.NeedsSignIn(ps.session.CreatedDatetime):
+		return signinAgainURL(back)
+	}
+	return ""
+}
+
 // consentPage asks for the scopes the app does not hold yet on the account,
 // or hands straight back when it holds them all (remembered consent) and
 // the app did not ask for the page (prompt=consent or select_account). A
@@ -127,18 +141,12 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, ps *pageSes
 	if err != nil {
 		return err
 	}
-	if pending.OtherUser(ps.user.ID) {
+	if to := signInFirst(pending, ps, r.URL.RequestURI()); to != "" {
 		if pending.NoPrompt {
-			return s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The signed-in user is not the one id_token_hint names.")
+			return s.refuseAuthorization(w, r, pending, valet.LoginRequired,
+				"The request needs a sign-in this browser has not made (id_token_hint, max_age or prompt=login).")
 		}
-		http.Redirect(w, r, signinAsOtherURL(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil
-	}
-	if pending.NeedsSignIn(ps.session.CreatedDatetime) {
-		if pending.NoPrompt {
-			return s.refuseAuthorization(w, r, pending, valet.LoginRequired, "The user signed in longer ago than max_age allows.")
-		}
-		http.Redirect(w, r, signinAgainURL(r.URL.RequestURI()), http.StatusSeeOther)
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return nil
 	}
 	if len(ps.memberships) == 0 {
@@ -217,13 +225,8 @@ func (s *Server) postConsent(w http.ResponseWriter, r *http.Request, ps *pageSes
 		if account == nil {
 			return valet.Errorf(valet.EINVALID, "Choose the helpdesk account to connect the app to.")
 		}
-		consent := "/oauth/consent?id=" + url.QueryEscape(pending.ID)
-		if pending.OtherUser(ps.user.ID) {
-			http.Redirect(w, r, signinAsOtherURL(consent), http.StatusSeeOther)
-			return nil
-		}
-		if pending.NeedsSignIn(ps.session.CreatedDatetime) {
-			http.Redirect(w, r, signinAgainURL(consent), http.StatusSeeOther)
+		if to := signInFirst(pending, ps, "/oauth/consent?id="+url.QueryEscape(pending.ID)); to != "" {
+			http.Redirect(w, r, to, http.StatusSeeOther)
 			return nil
 		}
 		to, err = s.oauth.Approve(ctx, pending, ps.user.ID, account.ID, ps.session.CreatedDatetime, nil)
