@@ -18,17 +18,17 @@ import (
 	"github.com/valethq/valet/sqlstore/storetest"
 )
 
-func TestIntegrationsSQLite(t *testing.T) {
-	storetest.RunIntegrations(t, func(tb testing.TB, c valet.Clock) valet.Store {
-		return sqltest.SQLite(tb, sqlstore.WithClock(c))
-	})
+// sqliteOn and postgresOn open a fresh store on clock c, for the
+// conformance runs that move time.
+func sqliteOn(tb testing.TB, c valet.Clock) valet.Store {
+	return sqltest.SQLite(tb, sqlstore.WithClock(c))
+}
+func postgresOn(tb testing.TB, c valet.Clock) valet.Store {
+	return sqltest.Postgres(tb, sqlstore.WithClock(c))
 }
 
-func TestIntegrationsPostgres(t *testing.T) {
-	storetest.RunIntegrations(t, func(tb testing.TB, c valet.Clock) valet.Store {
-		return sqltest.Postgres(tb, sqlstore.WithClock(c))
-	})
-}
+func TestIntegrationsSQLite(t *testing.T)   { storetest.RunIntegrations(t, sqliteOn) }
+func TestIntegrationsPostgres(t *testing.T) { storetest.RunIntegrations(t, postgresOn) }
 
 // nodeBackend opens one database twice, as two nodes (or two processes on one
 // SQLite file) would, and a raw connection to look at what is stored.
@@ -216,17 +216,8 @@ func TestClaimTwoNodes(t *testing.T) {
 	}
 }
 
-func TestSignInLimitsSQLite(t *testing.T) {
-	storetest.RunSignInLimits(t, func(tb testing.TB, c valet.Clock) valet.Store {
-		return sqltest.SQLite(tb, sqlstore.WithClock(c))
-	})
-}
-
-func TestSignInLimitsPostgres(t *testing.T) {
-	storetest.RunSignInLimits(t, func(tb testing.TB, c valet.Clock) valet.Store {
-		return sqltest.Postgres(tb, sqlstore.WithClock(c))
-	})
-}
+func TestSignInLimitsSQLite(t *testing.T)   { storetest.RunSignInLimits(t, sqliteOn) }
+func TestSignInLimitsPostgres(t *testing.T) { storetest.RunSignInLimits(t, postgresOn) }
 
 // TestSignInLimitTwoNodes: two nodes on one database reserve attempts on
 // one email at once; together they get exactly the limit, and the table
