@@ -167,9 +167,30 @@ func (s *Store) RemoveMember(ctx context.Context, accountID, userID int64) error
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return errorf(op, valet.ENOTFOUND, "This user is not a member of the account.", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked_at = $1
-		WHERE account_id = $2 AND user_id = $3 AND revoked_at IS NULL`, micros(tx.now), accountID, userID); err != nil {
+	rows, err := tx.QueryContext(ctx, `UPDATE grants SET revoked_at = $1
+		WHERE account_id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id, app_id`, micros(tx.now), accountID, userID)
+	if err != nil {
 		return s.fail(op, err, "")
+	}
+	type revoked struct{ grant, app int64 }
+	var grants []revoked
+	for rows.Next() {
+		var g revoked
+		if err := rows.Scan(&g.grant, &g.app); err != nil {
+			rows.Close()
+			return s.fail(op, err, "")
+		}
+		grants = append(grants, g)
+	}
+	if err := closeRows(rows); err != nil {
+		return s.fail(op, err, "")
+	}
+	// Every revocation is in the audit log (DESIGN.md §3), this one too.
+	for _, g := range grants {
+		if err := tx.audit(ctx, accountID, g.app, valet.AuditGrantRevoked,
+			map[string]any{"grant_id": g.grant, "by": "member removed", "user_id": userID}); err != nil {
+			return s.fail(op, err, "")
+		}
 	}
 	return s.fail(op, tx.commit(ctx), "")
 }

@@ -201,6 +201,13 @@ func testRemovedMember(t *testing.T, s valet.Store) {
 	}
 
 	must(t, s.RemoveMember(ctx, a.account.ID, a.agent.ID))
+	if o, ok := s.(valet.OAuthService); ok {
+		entries, err := o.ListAudit(ctx, a.account.ID, 1)
+		must(t, err)
+		if len(entries) != 1 || entries[0].Action != valet.AuditGrantRevoked || entries[0].AppID != app.ID {
+			t.Fatalf("audit after removing the member: %s", dump(entries))
+		}
+	}
 	for _, secret := range []string{keyA, token} {
 		_, err := s.Authenticate(ctx, secret)
 		wantCode(t, err, valet.EUNAUTHORIZED)
