@@ -74,6 +74,7 @@ const (
 // The cases, in the order they run.
 const (
 	caseCeiling    = "ceiling"
+	caseCeilingIn  = "ceiling-in-process" // with -ceiling both, not selectable with -cases
 	caseRefresh    = "refresh"
 	caseES256      = "exchange-es256"
 	caseRS256      = "exchange-rs256"
@@ -89,7 +90,8 @@ var caseInfo = map[string]struct {
 	unit   string
 	target float64 // share of the ceiling; 0 means none
 }{
-	caseCeiling:    {"ceiling: stdlib handler (parse form, small JSON)", "req", 0},
+	caseCeiling:    {"ceiling: stdlib handler (parse form, small JSON), own process", "req", 0},
+	caseCeilingIn:  {"ceiling: the same handler in the generator's process", "req", 0},
 	caseRefresh:    {"refresh grant (rotation, client_secret_basic)", "req", 0.20},
 	caseES256:      {"code exchange, ES256 ID token (token request only)", "req", 0.20},
 	caseRS256:      {"code exchange, RS256 ID token (token request only)", "req", 0.04},
@@ -107,7 +109,7 @@ type config struct {
 	valetBin     string
 	producers    int
 	maxCodes     int
-	ceilingProc  bool
+	ceiling      string // process, in-process or both
 	keep         bool
 	rounds       int
 	timeout      time.Duration
@@ -126,7 +128,7 @@ func main() {
 	flag.StringVar(&c.valetBin, "valet", "", "valet binary to run (default: go build ./cmd/valet into a temporary directory)")
 	flag.IntVar(&c.producers, "producers", 16, "clients minting codes (authorize -> consent -> callback) for the code exchange cases, between measurements")
 	flag.IntVar(&c.maxCodes, "max-codes", 25000, "at most this many codes measured per code exchange case (minting them takes time outside the measurement)")
-	flag.BoolVar(&c.ceilingProc, "ceiling-process", false, "run the ceiling handler in a process of its own instead of in the load generator's")
+	flag.StringVar(&c.ceiling, "ceiling", ceilingProcess, "where the ceiling handler runs: process (its own, as valet serve), in-process (the load generator's), or both (shares of each; the verdict is on process)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the SQLite file or PostgreSQL schema afterwards")
 	flag.IntVar(&c.rounds, "rounds", 1, "run every case this many times, alternating, and report the medians")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -155,12 +157,15 @@ func main() {
 	}
 	c.cases = []string{caseCeiling}
 	for _, k := range splitList(cases) {
-		if _, ok := caseInfo[k]; !ok {
+		if !slices.Contains(allCases, k) {
 			fail(log, fmt.Errorf("-cases: unknown case %q (want %s)", k, strings.Join(allCases, ", ")))
 		}
 		if !slices.Contains(c.cases, k) {
 			c.cases = append(c.cases, k)
 		}
+	}
+	if c.ceiling != ceilingProcess && c.ceiling != ceilingInProcess && c.ceiling != ceilingBoth {
+		fail(log, fmt.Errorf("-ceiling: unknown %q (want %s, %s or %s)", c.ceiling, ceilingProcess, ceilingInProcess, ceilingBoth))
 	}
 	slices.SortFunc(c.cases, func(a, b string) int { return slices.Index(allCases, a) - slices.Index(allCases, b) })
 	if c.duration <= 0 || c.warmup < 0 || c.producers < 1 || c.maxCodes < 1 || c.rounds < 1 {
@@ -255,8 +260,11 @@ type caseResult struct {
 	Errors      int
 	FirstErrors []string
 	Share       float64 // of the ceiling measured just before, at the same concurrency; -1 unknown
-	Note        string
-	CPU         cpuUse // over the measured windows
+	// InProcessShare is of the in-process ceiling measured just before
+	// (-ceiling both); -1 when not measured.
+	InProcessShare float64
+	Note           string
+	CPU            cpuUse // over the measured windows
 }
 
 func (r *report) print(w io.Writer) {
@@ -271,8 +279,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "- valet: %s\n", r.Valet)
 	fmt.Fprintf(w, "- ceiling: a stdlib net/http handler that parses the form and answers `%s`, %s, loaded with the same request shape as a refresh\n",
 		ceilingBody, r.Ceiling)
-	fmt.Fprintf(w, "- CPU µs per unit: the CPU time (user + system, in %s ticks) that valet serve, PostgreSQL's processes (none with SQLite) and this process used while a case was measured, over the units done; this process also runs the ceiling handler unless -ceiling-process\n",
+	fmt.Fprintf(w, "- CPU µs per unit: the CPU time (user + system, in %s ticks) that valet serve, PostgreSQL's processes (none with SQLite) and this process used while a case was measured, over the units done; this process also runs the in-process ceiling's handler\n",
 		clockTick)
+	both := r.Config.ceiling == ceilingBoth
 	for _, d := range r.DBs {
 		fmt.Fprintf(w, "\n## %s\n\n", d.Name)
 		fmt.Fprintf(w, "- database: %s\n", d.Version)
@@ -284,16 +293,27 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "- `valet serve` peak RSS (VmHWM) over the run: %.1f MiB\n", float64(d.HWMKiB)/1024)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| round | case | c | done | per s | p50 ms | p99 ms | errors | share of the ceiling before it | target | CPU µs per unit: valet / db / generator |")
-		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+		inProcessHead, inProcessRule := "", ""
+		if both {
+			inProcessHead, inProcessRule = " share of the in-process ceiling |", "---:|"
+		}
+		fmt.Fprintln(w, "| round | case | c | done | per s | p50 ms | p99 ms | errors | share of the ceiling before it |"+inProcessHead+" target | CPU µs per unit: valet / db / generator |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|"+inProcessRule+"---|---:|")
 		for _, res := range d.Results {
 			info := caseInfo[res.Case]
 			share, target := "", ""
 			switch {
-			case res.Case == caseCeiling:
+			case isCeiling(res.Case):
 				share = "100%"
 			case res.Share >= 0:
 				share = fmt.Sprintf("%.1f%%", 100*res.Share)
+			}
+			if both {
+				inProcess := ""
+				if res.InProcessShare >= 0 {
+					inProcess = fmt.Sprintf("%.1f%%", 100*res.InProcessShare)
+				}
+				share += " | " + inProcess
 			}
 			if info.target > 0 {
 				target = verdict(info.target, res.Share, res.Errors)
@@ -305,14 +325,14 @@ func (r *report) print(w io.Writer) {
 				db = "-"
 			}
 			cpu := fmt.Sprintf("%s / %s / %s", perUnit(res.CPU.valet, res.Done), db, perUnit(res.CPU.generator, res.Done))
-			if res.Case == caseCeiling {
+			if isCeiling(res.Case) {
 				cpu = "- / - / " + perUnit(res.CPU.generator, res.Done)
 			}
 			fmt.Fprintf(w, "| %d | %s | %d | %d | %s %s/s | %.2f | %.2f | %d | %s | %s | %s |\n",
 				res.Round, info.title, res.C, res.Done, thousands(res.PerSec), info.unit, ms(res.P50), ms(res.P99), res.Errors, share, target, cpu)
 		}
 		if r.Config.rounds > 1 {
-			d.printMedians(w)
+			d.printMedians(w, both)
 		}
 		var notes []string
 		for _, res := range d.Results {
@@ -423,18 +443,26 @@ func run(ctx context.Context, c config, log *slog.Logger) (*report, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 
-	ceilingURL, stopCeiling, err := startCeiling(ctx, c.ceilingProc)
-	if err != nil {
-		return nil, err
+	ceilings := map[string]string{} // case -> the ceiling's token URL
+	for _, k := range c.ceilingCases() {
+		url, stop, err := startCeiling(ctx, k == caseCeiling)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		ceilings[k] = url
 	}
-	defer stopCeiling()
-	rep.Ceiling = "served in the load generator's process (same Go runtime)"
-	if c.ceilingProc {
-		rep.Ceiling = "served by a separate process (this program re-executed with -serve-ceiling)"
+	switch c.ceiling {
+	case ceilingProcess:
+		rep.Ceiling = "served by a process of its own, as valet serve is (this program re-executed with -serve-ceiling)"
+	case ceilingInProcess:
+		rep.Ceiling = "served in the load generator's process (same Go runtime)"
+	default:
+		rep.Ceiling = "served by a process of its own, as valet serve is (this program re-executed with -serve-ceiling): the verdict's reference; also measured in the load generator's process (same Go runtime), each case's share of that in its own column"
 	}
 
 	for _, db := range c.dbs {
-		d, err := runDatabase(ctx, c, log, bin, dir, db, client, ceilingURL)
+		d, err := runDatabase(ctx, c, log, bin, dir, db, client, ceilings)
 		if d != nil {
 			rep.DBs = append(rep.DBs, d)
 		}
@@ -491,7 +519,7 @@ func commandLine() string {
 
 // runDatabase sets up one database, serves it and runs every case at every
 // concurrency on it.
-func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db string, client *http.Client, ceilingURL string) (*dbReport, error) {
+func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db string, client *http.Client, ceilings map[string]string) (*dbReport, error) {
 	began := time.Now()
 	users := slices.Max(c.concurrency)
 	d := &dbReport{Users: users}
@@ -531,7 +559,7 @@ func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db s
 		d.Version = "PostgreSQL " + version + " (" + redact(c.pgDSN) + "), a new schema; pgx " + moduleVersion("github.com/jackc/pgx/v5")
 	}
 
-	e := &env{client: client, bin: bin, dsn: dsn, log: log, ceilingURL: ceilingURL, producers: c.producers}
+	e := &env{client: client, bin: bin, dsn: dsn, log: log, ceilings: ceilings, producers: c.producers}
 	if err := e.prepare(ctx, users); err != nil {
 		return d, fmt.Errorf("prepare: %w", err)
 	}
@@ -578,15 +606,24 @@ func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db s
 				if k == caseCeiling && len(c.cases) > 1 {
 					continue // measured before each of the others
 				}
-				ceiling := measure(caseCeiling, conc, round)
-				ceiling.Share = 1
+				var ceiling, inProcess *caseResult
+				for _, ck := range c.ceilingCases() {
+					r := measure(ck, conc, round)
+					r.Share, r.InProcessShare = 1, -1
+					if ck == caseCeilingIn {
+						inProcess = r
+					}
+					if ceiling == nil {
+						ceiling = r // the verdict's reference: the first of ceilingCases
+					}
+				}
 				if k == caseCeiling {
 					continue
 				}
 				res := measure(k, conc, round)
-				res.Share = -1
-				if ceiling.PerSec > 0 {
-					res.Share = res.PerSec / ceiling.PerSec
+				res.Share, res.InProcessShare = shareOf(res, ceiling), -1
+				if inProcess != nil && inProcess != ceiling {
+					res.InProcessShare = shareOf(res, inProcess)
 				}
 				log.Info("measured", "db", d.Name, "case", k, "c", conc, "round", round,
 					"per_second", math.Round(res.PerSec), "p50_ms", ms(res.P50), "p99_ms", ms(res.P99),
@@ -596,6 +633,33 @@ func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db s
 	}
 	_, d.HWMKiB, _ = procMemory(child.cmd.Process.Pid)
 	return d, nil
+}
+
+// Where the ceiling handler runs (-ceiling).
+const (
+	ceilingProcess   = "process"
+	ceilingInProcess = "in-process"
+	ceilingBoth      = "both"
+)
+
+// ceilingCases are the ceiling runs before each case, the verdict's
+// reference first.
+func (c config) ceilingCases() []string {
+	switch c.ceiling {
+	case ceilingInProcess:
+		return []string{caseCeilingIn}
+	case ceilingBoth:
+		return []string{caseCeiling, caseCeilingIn}
+	}
+	return []string{caseCeiling}
+}
+
+// shareOf is res's rate as a share of ceiling's, -1 when unknown.
+func shareOf(res, ceiling *caseResult) float64 {
+	if ceiling.PerSec <= 0 {
+		return -1
+	}
+	return res.PerSec / ceiling.PerSec
 }
 
 func moduleVersion(path string) string {
@@ -709,7 +773,7 @@ type env struct {
 	bin          string
 	dsn          string
 	log          *slog.Logger
-	ceilingURL   string
+	ceilings     map[string]string // ceiling case -> its token URL
 	producers    int
 	secret       string
 	base         string // the issuer, http://127.0.0.1:PORT
@@ -1494,10 +1558,10 @@ func startCeiling(ctx context.Context, separate bool) (string, func(), error) {
 	return "", nil, errors.New("the ceiling process did not start")
 }
 
-// ceiling sends what a refresh sends, to the ceiling handler.
-func (e *env) ceiling(ctx context.Context, rt string) error {
+// ceiling sends what a refresh sends, to the ceiling handler at tokenURL.
+func (e *env) ceiling(ctx context.Context, tokenURL, rt string) error {
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
-	resp, body, err := e.do(ctx, "POST", e.ceilingURL, form, "", e.apps["refresh"])
+	resp, body, err := e.do(ctx, "POST", tokenURL, form, "", e.apps["refresh"])
 	if err != nil {
 		return err
 	}
@@ -1529,13 +1593,13 @@ func verdict(target, share float64, errors int) string {
 // printMedians summarises the rounds: per case and concurrency, the median
 // of the rounds' rates and of their shares (each of its own ceiling), and
 // every round's errors.
-func (d *dbReport) printMedians(w io.Writer) {
+func (d *dbReport) printMedians(w io.Writer, both bool) {
 	type key struct {
 		c    int
 		name string
 	}
 	var order []key
-	rates, shares, errs := map[key][]float64{}, map[key][]float64{}, map[key]int{}
+	rates, shares, inProcess, errs := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key]int{}
 	for _, res := range d.Results {
 		k := key{res.C, res.Case}
 		if _, ok := rates[k]; !ok {
@@ -1543,12 +1607,17 @@ func (d *dbReport) printMedians(w io.Writer) {
 		}
 		rates[k] = append(rates[k], res.PerSec)
 		shares[k] = append(shares[k], res.Share)
+		inProcess[k] = append(inProcess[k], res.InProcessShare)
 		errs[k] += res.Errors
 	}
 	slices.SortStableFunc(order, func(a, b key) int { return a.c - b.c })
 	fmt.Fprintf(w, "\nMedians of the rounds:\n\n")
-	fmt.Fprintln(w, "| case | c | per s (each round) | median per s | share (each round) | median share | errors | target |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|---:|---|")
+	inProcessHead, inProcessRule := "", ""
+	if both {
+		inProcessHead, inProcessRule = " median share of the in-process ceiling |", "---:|"
+	}
+	fmt.Fprintln(w, "| case | c | per s (each round) | median per s | share (each round) | median share |"+inProcessHead+" errors | target |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---|---:|"+inProcessRule+"---:|---|")
 	for _, k := range order {
 		info := caseInfo[k.name]
 		var each, eachShare []string
@@ -1560,15 +1629,24 @@ func (d *dbReport) printMedians(w io.Writer) {
 		if info.target > 0 {
 			target = verdict(info.target, median(shares[k]), errs[k])
 		}
-		if k.name == caseCeiling { // one run before each case of each round
+		if isCeiling(k.name) { // one run before each case of each round
 			each = []string{fmt.Sprintf("%d runs, %s to %s", len(rates[k]), thousands(slices.Min(rates[k])),
 				thousands(slices.Max(rates[k])))}
 			eachShare = nil
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.1f%% | %d | %s |\n", info.title, k.c, strings.Join(each, " · "),
-			thousands(median(rates[k])), strings.Join(eachShare, " · "), 100*median(shares[k]), errs[k], target)
+		inProcessShare := ""
+		if both {
+			inProcessShare = " |"
+			if m := median(inProcess[k]); m >= 0 {
+				inProcessShare = fmt.Sprintf(" %.1f%% |", 100*m)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.1f%% |%s %d | %s |\n", info.title, k.c, strings.Join(each, " · "),
+			thousands(median(rates[k])), strings.Join(eachShare, " · "), 100*median(shares[k]), inProcessShare, errs[k], target)
 	}
 }
+
+func isCeiling(k string) bool { return k == caseCeiling || k == caseCeilingIn }
 
 // median of xs (the mean of the middle two for an even count).
 func median(xs []float64) float64 {
@@ -1697,10 +1775,10 @@ func (e *env) runCase(ctx context.Context, cfg config, k string, c int) *caseRes
 	var s *samples
 	var seconds float64
 	switch k {
-	case caseCeiling:
-		rt := "vrt_" + randomString(32)
+	case caseCeiling, caseCeilingIn:
+		rt, url := "vrt_"+randomString(32), e.ceilings[k]
 		s, seconds, res.CPU = runLoad(ctx, c, cfg.warmup, cfg.duration, errs, e.cpuNow, func(ctx context.Context, _ int) error {
-			return e.ceiling(ctx, rt)
+			return e.ceiling(ctx, url, rt)
 		})
 	case caseRefresh:
 		app := e.apps["refresh"]
