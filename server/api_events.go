@@ -64,6 +64,11 @@ func parseEventQuery(q url.Values) (eventQuery, error) {
 			eq.filter.Types = append(eq.filter.Types, t)
 		}
 	}
+	// The feed has one order, oldest first by id; another is refused, not
+	// ignored, so a client never reads the feed backwards unawares.
+	if v := q.Get("order_by"); v != "" && v != "id" && v != "id:asc" {
+		p.Add("order_by", "events come oldest first by id: order_by may only be id or id:asc")
+	}
 	eq.filter.Limit = valet.DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -476,7 +476,13 @@ func testAPIEvents(t *testing.T, open storeOpener) {
 	if len(next.Data) != 1 || next.Data[0].ID != all.Data[1].ID {
 		t.Errorf("next page %+v", next)
 	}
-	for _, q := range []string{"after=x", "after=-1", "types=nope", "limit=0", "limit=101", "wait=31", "wait=x", "wait=-1"} {
+	var byID list[valet.Event]
+	e.do(t, "GET", "/api/events?limit=1&order_by=id:asc", nil, auth).want(t, 200).JSON(t, &byID)
+	if len(byID.Data) != 1 || byID.Data[0].ID != all.Data[0].ID {
+		t.Errorf("order_by=id:asc: %+v", byID)
+	}
+	for _, q := range []string{"after=x", "after=-1", "types=nope", "limit=0", "limit=101", "wait=31", "wait=x", "wait=-1",
+		"order_by=created_datetime:desc", "order_by=id:desc", "order_by=bogus"} {
 		field, _, _ := strings.Cut(q, "=")
 		if d := e.do(t, "GET", "/api/events?"+q, nil, auth).want(t, 400).Err(t); len(d.Data[field]) == 0 {
 			t.Errorf("%s: %+v", q, d)
