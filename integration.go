@@ -129,8 +129,10 @@ type IntegrationService interface {
 	CreateIntegration(ctx context.Context, in *Integration) (secret string, err error)
 	// FindIntegration errors: ENOTFOUND (also for another account's).
 	FindIntegration(ctx context.Context, accountID, id int64) (*Integration, error)
-	// ListIntegrations returns the account's integrations, newest first.
-	ListIntegrations(ctx context.Context, accountID int64) ([]Integration, error)
+	// ListIntegrations returns a page of the account's integrations,
+	// newest first; order_by id (desc by default, or id:asc). Errors:
+	// EINVALID (limit, order_by, cursor).
+	ListIntegrations(ctx context.Context, accountID int64, opt ListOptions) (*Page[Integration], error)
 	// UpdateIntegration stores name, URL, triggers and status (by AccountID
 	// and ID; an empty status keeps the current one) and fills in with the
 	// stored integration. Setting status

@@ -74,14 +74,19 @@ func triggerSet(types []string) map[string]bool {
 	return m
 }
 
-// Integrations returns the account's webhooks, newest first
-// (integrations:read).
+// Integrations returns all of the account's webhooks, newest first,
+// reading every page (integrations:read).
 func (c *Client) Integrations(ctx context.Context) ([]valet.Integration, error) {
-	p, err := getPage[valet.Integration](ctx, c, "/api/integrations", nil)
-	if err != nil {
-		return nil, err
+	out := []valet.Integration{}
+	for in, err := range walk("", func(cursor string) (*Page[valet.Integration], error) {
+		return getPage[valet.Integration](ctx, c, "/api/integrations", listQuery(cursor, 0, ""))
+	}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
 	}
-	return p.Data, nil
+	return out, nil
 }
 
 // Integration returns one webhook (integrations:read).

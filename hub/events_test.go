@@ -470,10 +470,10 @@ func TestWebhookRegisterReplacesAndNeedsScope(t *testing.T) {
 	if conn.IntegrationID == first {
 		t.Fatal("Register kept the old webhook")
 	}
-	ins, err := e.h.Store.ListIntegrations(ctx, e.h.Account.ID)
+	ins, err := e.h.Store.ListIntegrations(ctx, e.h.Account.ID, valet.ListOptions{})
 	must(t, err)
-	if len(ins) != 1 || ins[0].ID != conn.IntegrationID {
-		t.Fatalf("integrations on the helpdesk: %+v, want only %d", ins, conn.IntegrationID)
+	if len(ins.Data) != 1 || ins.Data[0].ID != conn.IntegrationID {
+		t.Fatalf("integrations on the helpdesk: %+v, want only %d", ins.Data, conn.IntegrationID)
 	}
 
 	noScope := e.connectBeta(valet.ScopeOffline, valet.ScopeEventsRead)

@@ -294,7 +294,7 @@ func TestEndToEnd(t *testing.T) {
 	if status := apiStatus(t, e.h.URL+"/api/tickets", sec.AccessToken); status != http.StatusUnauthorized {
 		t.Fatalf("the access token answers %d after Disconnect", status)
 	}
-	if integrations, err := e.h.Store.ListIntegrations(ctx, e.h.Account.ID); err != nil || len(integrations) != 0 {
+	if integrations, err := e.h.Store.ListIntegrations(ctx, e.h.Account.ID, valet.ListOptions{}); err != nil || len(integrations.Data) != 0 {
 		t.Fatalf("webhook left on the helpdesk after Disconnect: %v %+v", err, integrations)
 	}
 }

@@ -98,16 +98,22 @@ func (s *Server) webhooksOff(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // listIntegrations serves GET /api/integrations: the account's webhooks,
-// newest first. An account has few, so the list is one page.
+// newest first, a page at a time like every list.
 func (s *Server) listIntegrations(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
-	if _, err := query(r); err != nil {
-		return err
-	}
-	ins, err := s.store.ListIntegrations(r.Context(), cred.AccountID)
+	q, err := query(r)
 	if err != nil {
 		return err
 	}
-	writeList(s, w, r, &valet.Page[valet.Integration]{Data: ins}, integrationView)
+	p := valet.Problems{}
+	opt := listOptions(q, p)
+	if err := p.Err(); err != nil {
+		return err
+	}
+	page, err := s.store.ListIntegrations(r.Context(), cred.AccountID, opt)
+	if err != nil {
+		return err
+	}
+	writeList(s, w, r, page, integrationView)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -137,6 +138,22 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 		e.do(t, "GET", "/api/integrations/999999", nil, auth).want(t, 404)
 		e.do(t, "GET", "/api/integrations/abc", nil, auth).want(t, 404)
 		e.do(t, "GET", "/api/integrations?x=%zz", nil, auth).want(t, 400)
+		// A page at a time, like every list.
+		var page, rest list[integrationOut]
+		e.do(t, "GET", "/api/integrations?limit=1", nil, auth).want(t, 200).JSON(t, &page)
+		if len(page.Data) != 1 || page.Data[0].ID != second.ID || page.Meta.NextCursor == nil {
+			t.Fatalf("limit=1: %+v", page)
+		}
+		e.do(t, "GET", "/api/integrations?limit=1&cursor="+url.QueryEscape(*page.Meta.NextCursor), nil, auth).want(t, 200).JSON(t, &rest)
+		if len(rest.Data) != 1 || rest.Data[0].ID != created.ID || rest.Meta.NextCursor != nil {
+			t.Errorf("second page: %+v", rest)
+		}
+		for _, q := range []string{"limit=abc", "limit=0", "limit=101", "order_by=name", "cursor=nope"} {
+			field, _, _ := strings.Cut(q, "=")
+			if d := e.do(t, "GET", "/api/integrations?"+q, nil, auth).want(t, 400).Err(t); len(d.Data[field]) == 0 {
+				t.Errorf("%s: %+v", q, d)
+			}
+		}
 		// Another account sees none of them.
 		var theirs list[integrationOut]
 		e.do(t, "GET", "/api/integrations", nil, bearer(other.key)).want(t, 200).JSON(t, &theirs)

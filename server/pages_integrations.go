@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,11 +98,12 @@ func (s *Server) integrationRows(ctx context.Context, ins []valet.Integration) (
 
 // renderIntegrations shows the webhook list with the add form as given.
 func (s *Server) renderIntegrations(w http.ResponseWriter, r *http.Request, ps *pageSession, status int, form webui.Form, checked []string) error {
-	ins, err := s.store.ListIntegrations(r.Context(), ps.account.ID)
+	page, err := s.store.ListIntegrations(r.Context(), ps.account.ID,
+		valet.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: valet.MaxLimit})
 	if err != nil {
 		return err
 	}
-	rows, err := s.integrationRows(r.Context(), ins)
+	rows, err := s.integrationRows(r.Context(), page.Data)
 	if err != nil {
 		return err
 	}
@@ -112,6 +114,12 @@ func (s *Server) renderIntegrations(w http.ResponseWriter, r *http.Request, ps *
 	p := &webui.IntegrationsPage{Layout: s.layout(w, r, ps, "Webhooks", "settings"), CanManage: ps.canManage(),
 		Unavailable: s.webhooksUnavailable(), Integrations: rows, New: form,
 		Triggers: webui.TriggerOptions(func(name string) bool { return slices.Contains(checked, name) })}
+	if page.PrevCursor != "" {
+		p.PrevURL = "/settings/integrations?cursor=" + url.QueryEscape(page.PrevCursor)
+	}
+	if page.NextCursor != "" {
+		p.NextURL = "/settings/integrations?cursor=" + url.QueryEscape(page.NextCursor)
+	}
 	return s.pages.ui.Integrations(w, status, p)
 }
 

@@ -44,11 +44,11 @@ func TestInboxIntegrations(t *testing.T) {
 	}
 	secret := m[1]
 	inboxBody(t, a, "only time", "https://hooks.example.com/valet")
-	ins, err := e.store.ListIntegrations(ctx, e.acme.ID)
-	if err != nil || len(ins) != 1 {
-		t.Fatalf("integrations %+v %v", ins, err)
+	list, err := e.store.ListIntegrations(ctx, e.acme.ID, valet.ListOptions{})
+	if err != nil || len(list.Data) != 1 {
+		t.Fatalf("integrations %+v %v", list, err)
 	}
-	in := ins[0]
+	in := list.Data[0]
 	if in.Name != "Orders" || !in.HTTP.Triggers[valet.EventTicketCreated] || !in.HTTP.Triggers[valet.EventTicketUpdated] ||
 		in.HTTP.Triggers[valet.EventTicketMessageCreated] || in.CreatedByUserID == nil || *in.CreatedByUserID != e.owner.ID || in.AppID != nil {
 		t.Fatalf("stored %+v", in)

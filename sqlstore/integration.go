@@ -146,15 +146,21 @@ func (s *Store) FindIntegration(ctx context.Context, accountID, id int64) (*vale
 }
 
 // ListIntegrations implements valet.IntegrationService.
-func (s *Store) ListIntegrations(ctx context.Context, accountID int64) ([]valet.Integration, error) {
+func (s *Store) ListIntegrations(ctx context.Context, accountID int64, opt valet.ListOptions) (*valet.Page[valet.Integration], error) {
 	const op = "sqlstore.ListIntegrations"
+	q, err := opt.Resolve(valet.Order{Field: "id", Desc: true}, "id")
+	if err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	cond, order, args := keyset(q, "i.id", "i.id", []any{accountID})
+	args = append(args, q.Limit+1)
 	rows, err := s.r.QueryContext(ctx, `SELECT `+integrationColumns+`
-		FROM integrations i WHERE i.account_id = $1 ORDER BY i.id DESC`, accountID)
+		FROM integrations i WHERE i.account_id = $1`+cond+order+` LIMIT $`+itoa(len(args)), args...)
 	if err != nil {
 		return nil, s.fail(op, err, "")
 	}
 	defer rows.Close()
-	out := []valet.Integration{}
+	var out []valet.Integration
 	for rows.Next() {
 		in, err := scanIntegration(rows)
 		if err != nil {
@@ -162,7 +168,10 @@ func (s *Store) ListIntegrations(ctx context.Context, accountID int64) ([]valet.
 		}
 		out = append(out, *in)
 	}
-	return out, s.fail(op, rows.Err(), "")
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err, "")
+	}
+	return valet.NewPage(out, q, func(in *valet.Integration) (int64, int64) { return in.ID, in.ID }), nil
 }
 
 // UpdateIntegration implements valet.IntegrationService. Disabling fails the

@@ -67,7 +67,9 @@ type IntegrationsPage struct {
 	// Unavailable says why webhooks cannot be set up on this server (no
 	// VALET_SECRET to seal their secrets), or "".
 	Unavailable  string
-	Integrations []IntegrationRow
+	Integrations []IntegrationRow // one page, newest first
+	PrevURL      string
+	NextURL      string
 	Triggers     []TriggerOption
 	New          Form // name, url
 }

@@ -108,9 +108,9 @@ func testIntegrations(t *testing.T, s valet.Store) {
 				wantField(t, err, c.field)
 			})
 		}
-		list, err := s.ListIntegrations(ctx, a.account.ID)
+		list, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{})
 		must(t, err)
-		wantEqual(t, len(list), 0)
+		wantEqual(t, len(list.Data), 0)
 
 		// Defaults, and http on a loopback host.
 		for _, u := range []string{"http://127.0.0.1:8080/hooks", "http://localhost/hooks", "http://[::1]/x", "https://example.com/h?k=v"} {
@@ -152,11 +152,29 @@ func testIntegrations(t *testing.T, s valet.Store) {
 			t.Fatalf("the integration carries its secret: %s", b)
 		}
 		second, _ := a.newIntegration(t, allTriggers())
-		list, err := s.ListIntegrations(ctx, a.account.ID)
+		third, _ := a.newIntegration(t, allTriggers())
+		list, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{})
 		must(t, err)
-		wantEqual(t, []int64{list[0].ID, list[1].ID}, []int64{second.ID, in.ID})
-		must(t, s.DeleteIntegration(ctx, a.account.ID, in.ID))
-		must(t, s.DeleteIntegration(ctx, a.account.ID, second.ID))
+		wantEqual(t, integrationIDs(list.Data), []int64{third.ID, second.ID, in.ID})
+		// A page at a time, newest first, and oldest first with id:asc.
+		first, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{Limit: 2})
+		must(t, err)
+		wantEqual(t, integrationIDs(first.Data), []int64{third.ID, second.ID})
+		rest, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{Limit: 2, Cursor: first.NextCursor})
+		must(t, err)
+		wantEqual(t, integrationIDs(rest.Data), []int64{in.ID})
+		wantEqual(t, rest.NextCursor, "")
+		asc, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{Limit: 2, OrderBy: "id:asc"})
+		must(t, err)
+		wantEqual(t, integrationIDs(asc.Data), []int64{in.ID, second.ID})
+		for _, bad := range []valet.ListOptions{{Limit: 101}, {OrderBy: "name"}, {Cursor: "nope"},
+			{Cursor: first.NextCursor, OrderBy: "id:asc"}} {
+			_, err := s.ListIntegrations(ctx, a.account.ID, bad)
+			wantCode(t, err, valet.EINVALID)
+		}
+		for _, x := range []*valet.Integration{in, second, third} {
+			must(t, s.DeleteIntegration(ctx, a.account.ID, x.ID))
+		}
 	})
 
 	t.Run("AccountIsolation", func(t *testing.T) {
@@ -170,9 +188,9 @@ func testIntegrations(t *testing.T, s valet.Store) {
 		upd.AccountID, upd.Name = b.account.ID, "Stolen"
 		wantCode(t, s.UpdateIntegration(ctx, &upd), valet.ENOTFOUND)
 		wantCode(t, s.DeleteIntegration(ctx, b.account.ID, in.ID), valet.ENOTFOUND)
-		list, err := s.ListIntegrations(ctx, b.account.ID)
+		list, err := s.ListIntegrations(ctx, b.account.ID, valet.ListOptions{})
 		must(t, err)
-		wantEqual(t, len(list), 0)
+		wantEqual(t, len(list.Data), 0)
 		got, err := s.FindIntegration(ctx, a.account.ID, in.ID)
 		must(t, err)
 		wantEqual(t, got.Name, in.Name)
@@ -573,4 +591,12 @@ func testDeliveryDisable(t *testing.T, s valet.Store, clock *Clock) {
 		}
 	}
 	wantEqual(t, len(mine), 2)
+}
+
+func integrationIDs(ins []valet.Integration) []int64 {
+	out := make([]int64, len(ins))
+	for i, in := range ins {
+		out[i] = in.ID
+	}
+	return out
 }
