@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
+	_ "time/tzdata" // time zone names are checked alike on every machine, with or without a system zoneinfo
+
+	"golang.org/x/text/language"
 
 	"github.com/valethq/valet"
 )
@@ -40,6 +44,26 @@ type customerUpdate struct {
 	customerFields
 	// UpdatedDatetime, when sent, must be the stored one (else 412).
 	UpdatedDatetime *apiTime `json:"updated_datetime"`
+}
+
+// check refuses a language or timezone that names none, which would
+// otherwise be stored and shown as if it meant something. Only what the
+// request sends is checked: an update that leaves a field out never fails
+// on a value stored before these checks.
+func (f *customerFields) check() error {
+	p := valet.Problems{}
+	if f.Language != nil && *f.Language != "" {
+		if _, err := language.Parse(*f.Language); err != nil || len(*f.Language) > 35 {
+			p.Add("language", "must be a language tag, such as en or pt-BR")
+		}
+	}
+	if f.Timezone != nil && *f.Timezone != "" {
+		// "Local" would be whatever zone the server runs in.
+		if _, err := time.LoadLocation(*f.Timezone); err != nil || *f.Timezone == "Local" {
+			p.Add("timezone", "must be an IANA time zone, such as Europe/Paris or UTC")
+		}
+	}
+	return p.Err()
 }
 
 func (f *customerFields) apply(c *valet.Customer) {
@@ -86,6 +110,9 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request, cred *va
 	if err := s.decode(w, r, &body); err != nil {
 		return err
 	}
+	if err := body.check(); err != nil {
+		return err
+	}
 	c := &valet.Customer{AccountID: cred.AccountID}
 	body.apply(c)
 	if err := c.Validate(); err != nil {
@@ -127,6 +154,9 @@ func (s *Server) updateCustomer(w http.ResponseWriter, r *http.Request, cred *va
 	}
 	var body customerUpdate
 	if err := s.decode(w, r, &body); err != nil {
+		return err
+	}
+	if err := body.check(); err != nil {
 		return err
 	}
 	ifMatch := r.Header.Get("If-Match")

@@ -337,6 +337,11 @@ func testAPICustomers(t *testing.T, open storeOpener) {
 			{map[string]any{"name": "x", "id": 3}, "id"},
 			{map[string]any{"name": 3}, "name"},
 			{`{"name": "a\u0000b"}`, "body"},
+			{map[string]any{"name": "x", "language": "english"}, "language"},
+			{map[string]any{"name": "x", "language": "en_US!"}, "language"},
+			{map[string]any{"name": "x", "timezone": "Mars/Olympus_Mons"}, "timezone"},
+			{map[string]any{"name": "x", "timezone": "Local"}, "timezone"},
+			{map[string]any{"name": "x", "timezone": "../../etc/passwd"}, "timezone"},
 		} {
 			d := e.do(t, "POST", "/api/customers", c.body, auth).want(t, 400).Err(t)
 			if len(d.Data[c.field]) == 0 {
@@ -378,6 +383,13 @@ func testAPICustomers(t *testing.T, open storeOpener) {
 		}
 		if d := e.do(t, "PUT", path, map[string]any{"email": "owner-of-nothing"}, auth).want(t, 400).Err(t); len(d.Data["email"]) == 0 {
 			t.Errorf("bad email %+v", d)
+		}
+		if d := e.do(t, "PUT", path, map[string]any{"timezone": "Europe/Atlantis"}, auth).want(t, 400).Err(t); len(d.Data["timezone"]) == 0 {
+			t.Errorf("bad timezone %+v", d)
+		}
+		e.do(t, "PUT", path, map[string]any{"language": "pt-BR", "timezone": "America/Sao_Paulo"}, auth).want(t, 200).JSON(t, &got)
+		if got.Language != "pt-BR" || got.Timezone != "America/Sao_Paulo" {
+			t.Errorf("language and timezone %+v", got)
 		}
 		e.do(t, "PUT", path, map[string]any{"email": f.customer.Email}, auth).want(t, 409)
 		e.do(t, "PUT", path, map[string]any{"created_datetime": time.Now()}, auth).want(t, 400)
