@@ -371,6 +371,18 @@ func listOptions(q url.Values, p valet.Problems) valet.ListOptions {
 	return opt
 }
 
+// plainListOptions reads the cursor, limit and order_by of a list that
+// has no filters of its own.
+func plainListOptions(r *http.Request) (valet.ListOptions, error) {
+	q, err := query(r)
+	if err != nil {
+		return valet.ListOptions{}, err
+	}
+	p := valet.Problems{}
+	opt := listOptions(q, p)
+	return opt, p.Err()
+}
+
 // queryID reads an optional positive id filter.
 func queryID(q url.Values, name string, p valet.Problems) int64 {
 	v := q.Get(name)

@@ -35,13 +35,8 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request, cred *valet.
 
 // listUsers serves GET /api/users: the account's members by id.
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
-	q, err := query(r)
+	opt, err := plainListOptions(r)
 	if err != nil {
-		return err
-	}
-	p := valet.Problems{}
-	opt := listOptions(q, p)
-	if err := p.Err(); err != nil {
 		return err
 	}
 	page, err := s.store.ListMembers(r.Context(), cred.AccountID, opt)

@@ -100,13 +100,8 @@ func (s *Server) webhooksOff(w http.ResponseWriter, r *http.Request) bool {
 // listIntegrations serves GET /api/integrations: the account's webhooks,
 // newest first, a page at a time like every list.
 func (s *Server) listIntegrations(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
-	q, err := query(r)
+	opt, err := plainListOptions(r)
 	if err != nil {
-		return err
-	}
-	p := valet.Problems{}
-	opt := listOptions(q, p)
-	if err := p.Err(); err != nil {
 		return err
 	}
 	page, err := s.store.ListIntegrations(r.Context(), cred.AccountID, opt)

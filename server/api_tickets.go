@@ -358,13 +358,8 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, cred *vale
 	if err != nil {
 		return err
 	}
-	q, err := query(r)
+	opt, err := plainListOptions(r)
 	if err != nil {
-		return err
-	}
-	p := valet.Problems{}
-	opt := listOptions(q, p)
-	if err := p.Err(); err != nil {
 		return err
 	}
 	page, err := s.store.ListMessages(r.Context(), cred.AccountID, id, opt)
