@@ -193,8 +193,11 @@ type TicketService interface {
 	DeleteTicket(ctx context.Context, accountID, id int64) error
 
 	// CreateMessage adds m to ticket m.TicketID. For an agent message the
-	// sender is the user m.Sender.ID, or the actor of ctx when 0; for a
-	// customer message it is the ticket's customer when m.Sender.ID is 0.
+	// sender is the member m.Sender.ID, or else the member with
+	// m.Sender.Email, or else the actor of ctx; for a customer message the
+	// customer m.Sender.ID or m.Sender.Email, or else the ticket's
+	// customer. An email beside an id must be that person's; the stored
+	// name is always the person's own (EINVALID on sender otherwise).
 	// Updates the ticket's count, excerpt and updated datetime; appends
 	// ticket-message-created. Errors: ENOTFOUND (ticket), EINVALID.
 	CreateMessage(ctx context.Context, m *Message) error

@@ -220,6 +220,17 @@ func testAPITickets(t *testing.T, open storeOpener) {
 			t.Errorf("empty message: %+v", d)
 		}
 		e.do(t, "POST", path, map[string]any{"body": "x"}, auth).want(t, 400)
+		// A sender by email is found by it, or refused: never dropped.
+		var byEmail valet.Message
+		e.do(t, "POST", path, map[string]any{"body_text": "From the owner", "sender": map[string]any{"email": f.owner.Email}},
+			auth).want(t, 201).JSON(t, &byEmail)
+		if byEmail.Sender.ID != f.owner.ID {
+			t.Errorf("sender by email: %+v", byEmail.Sender)
+		}
+		if d := e.do(t, "POST", path, map[string]any{"body_text": "x", "sender": map[string]any{"email": "stranger@example.com"}},
+			auth).want(t, 400).Err(t); len(d.Data["sender"]) == 0 {
+			t.Errorf("unknown sender email: %+v", d)
+		}
 		e.do(t, "POST", "/api/tickets/999999/messages", map[string]any{"body_text": "x"}, auth).want(t, 404)
 		e.do(t, "GET", "/api/tickets/999999/messages", nil, auth).want(t, 404)
 		e.do(t, "GET", path+"?limit=500", nil, auth).want(t, 400)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"html"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -123,40 +124,63 @@ func (tx *tx) resolveAssignee(ctx context.Context, accountID int64, ref *valet.P
 	return &valet.PersonRef{ID: u.ID, Email: u.Email, Name: u.Name}, nil
 }
 
-// resolveSender sets m.Sender: an agent (a member, by id or the acting
-// user) or a customer of the account (by default the ticket's).
+// resolveSender sets m.Sender: an agent (a member, by id, by email or the
+// acting user) or a customer of the account (by id or email; by default
+// the ticket's). The name stored is always the person's own. An email that
+// names nobody is refused rather than dropped, and one sent beside an id
+// must be that person's.
 func (tx *tx) resolveSender(ctx context.Context, accountID int64, customer valet.PersonRef, m *valet.Message) error {
-	if m.FromAgent {
-		id := m.Sender.ID
-		if id == 0 {
-			id = tx.actor.UserID
+	want := valet.PersonRef{ID: m.Sender.ID, Email: valet.NormalizeEmail(m.Sender.Email)}
+	invalid := func(problem string) error { return valet.Invalid(map[string][]string{"sender": {problem}}) }
+	var found valet.PersonRef
+	var err error
+	switch {
+	case m.FromAgent:
+		if want.ID == 0 && want.Email == "" {
+			want.ID = tx.actor.UserID
 		}
-		if id == 0 {
-			return valet.Invalid(map[string][]string{"sender": {"an agent message needs a sending user"}})
+		if want.ID == 0 && want.Email == "" {
+			return invalid("an agent message needs a sending user")
 		}
-		u, err := findMember(ctx, tx, accountID, id)
+		found, err = tx.memberRef(ctx, accountID, want)
 		if errors.Is(err, sql.ErrNoRows) {
-			return valet.Invalid(map[string][]string{"sender": {"is not a member of this account"}})
+			return invalid("is not a member of this account")
 		}
-		if err != nil {
-			return err
+	case want.ID == 0 && (want.Email == "" || want.Email == customer.Email), want.ID == customer.ID:
+		found = customer
+	default:
+		found, err = tx.customerRef(ctx, accountID, want)
+		if errors.Is(err, sql.ErrNoRows) {
+			return invalid("is not a customer of this account")
 		}
-		m.Sender = valet.PersonRef{ID: u.ID, Email: u.Email, Name: u.Name}
-		return nil
-	}
-	if m.Sender.ID == 0 || m.Sender.ID == customer.ID {
-		m.Sender = customer
-		return nil
-	}
-	c, err := findCustomer(ctx, tx, accountID, m.Sender.ID, "")
-	if errors.Is(err, sql.ErrNoRows) {
-		return valet.Invalid(map[string][]string{"sender": {"is not a customer of this account"}})
 	}
 	if err != nil {
 		return err
 	}
-	m.Sender = c.Ref()
+	if want.Email != "" && want.Email != found.Email {
+		return invalid("email " + want.Email + " is not the email of the sender with id " + strconv.FormatInt(found.ID, 10))
+	}
+	m.Sender = found
 	return nil
+}
+
+// memberRef finds a member of the account by ref's id, or else its email.
+func (tx *tx) memberRef(ctx context.Context, accountID int64, ref valet.PersonRef) (valet.PersonRef, error) {
+	var u valet.PersonRef
+	err := tx.QueryRowContext(ctx, `SELECT u.id, u.email, u.name FROM members m JOIN users u ON u.id = m.user_id
+		WHERE m.account_id = $1 AND (u.id = $2 OR ($2 = 0 AND u.email = $3))`, accountID, ref.ID, ref.Email).
+		Scan(&u.ID, &u.Email, &u.Name)
+	return u, err
+}
+
+// customerRef finds a customer of the account by ref's id, or else its
+// email.
+func (tx *tx) customerRef(ctx context.Context, accountID int64, ref valet.PersonRef) (valet.PersonRef, error) {
+	var c valet.PersonRef
+	err := tx.QueryRowContext(ctx, `SELECT id, email, name FROM customers
+		WHERE account_id = $1 AND (id = $2 OR ($2 = 0 AND email = $3 AND email <> ''))`, accountID, ref.ID, ref.Email).
+		Scan(&c.ID, &c.Email, &c.Name)
+	return c, err
 }
 
 // insertMessage stores a message whose ticket and sender are resolved.

@@ -375,6 +375,37 @@ func testMessages(t *testing.T, s valet.Store) {
 	wantCode(t, err, valet.ENOTFOUND)
 	_, err = s.ListMessages(ctx, a.account.ID, tk.ID, valet.ListOptions{OrderBy: "subject"})
 	wantField(t, err, "order_by")
+
+	// A sender named by email is found by it; the name stored is the
+	// person's own, and an email that names nobody, or another person
+	// than the id, is refused.
+	byEmail := []struct {
+		m    valet.Message
+		want valet.PersonRef
+	}{
+		{valet.Message{FromAgent: true, Sender: valet.PersonRef{Email: " " + strings.ToUpper(a.owner.Email), Name: "Someone"}},
+			valet.PersonRef{ID: a.owner.ID, Email: a.owner.Email, Name: a.owner.Name}},
+		{valet.Message{Public: true, Sender: valet.PersonRef{Email: second.Email, Name: "Someone"}}, second.Ref()},
+		{valet.Message{Public: true, Sender: valet.PersonRef{Email: a.customer.Email}}, a.customer.Ref()},
+		{valet.Message{Public: true, Sender: valet.PersonRef{ID: second.ID, Email: second.Email}}, second.Ref()},
+	}
+	for _, c := range byEmail {
+		m := c.m
+		m.AccountID, m.TicketID, m.BodyText = a.account.ID, tk.ID, "by email"
+		must(t, s.CreateMessage(ctx, &m))
+		wantEqual(t, m.Sender, c.want)
+	}
+	elsewhere := b.newCustomer(t, "only-in-another-account")
+	for _, sender := range []valet.PersonRef{{Email: "nobody@customer.test"}, {Email: elsewhere.Email},
+		{ID: second.ID, Email: a.customer.Email}} {
+		m := valet.Message{AccountID: a.account.ID, TicketID: tk.ID, Public: true, BodyText: "x", Sender: sender}
+		wantField(t, s.CreateMessage(ctx, &m), "sender")
+	}
+	for _, sender := range []valet.PersonRef{{Email: "nobody@example.test"}, {Email: b.agent.Email},
+		{ID: a.owner.ID, Email: a.agent.Email}} {
+		m := valet.Message{AccountID: a.account.ID, TicketID: tk.ID, FromAgent: true, BodyText: "x", Sender: sender}
+		wantField(t, s.CreateMessage(ctx, &m), "sender")
+	}
 }
 
 func testTags(t *testing.T, s valet.Store) {
