@@ -33,24 +33,28 @@ type ScopeInfo struct {
 	// API is true for scopes that guard /api routes (and so can be given to
 	// API keys); identity scopes only shape ID tokens and userinfo.
 	API bool
+	// Managers is true for scopes whose writes work only while the person
+	// who approved them is an owner or admin of the account: a credential
+	// acts with its user's role of the moment.
+	Managers bool
 }
 
 // Scopes is the catalog, in the order pages list them. It is the one source
 // for consent wording, discovery metadata and API checks.
 var Scopes = []ScopeInfo{
-	{ScopeOpenID, "Confirm your identity", false},
-	{ScopeEmail, "See your email address", false},
-	{ScopeProfile, "See your name and profile picture", false},
-	{ScopeOffline, "Stay connected when you are away", false},
-	{ScopeAccountRead, "See this helpdesk account's name and settings", true},
-	{ScopeUsersRead, "See the agents on your team", true},
-	{ScopeTicketsRead, "Read tickets, their messages and content", true},
-	{ScopeTicketsWrite, "Create, update and close tickets, and reply to customers", true},
-	{ScopeCustomersRead, "See customer profiles and their data", true},
-	{ScopeCustomersWrite, "Create and edit customer profiles", true},
-	{ScopeEventsRead, "See the activity feed of changes", true},
-	{ScopeIntegrationsRead, "See the webhooks set up for this account", true},
-	{ScopeIntegrationsWrite, "Set up webhooks that notify the app of changes", true},
+	{ScopeOpenID, "Confirm your identity", false, false},
+	{ScopeEmail, "See your email address", false, false},
+	{ScopeProfile, "See your name and profile picture", false, false},
+	{ScopeOffline, "Stay connected when you are away", false, false},
+	{ScopeAccountRead, "See this helpdesk account's name and settings", true, false},
+	{ScopeUsersRead, "See the agents on your team", true, false},
+	{ScopeTicketsRead, "Read tickets, their messages and content", true, false},
+	{ScopeTicketsWrite, "Create, update and close tickets, and reply to customers", true, false},
+	{ScopeCustomersRead, "See customer profiles and their data", true, false},
+	{ScopeCustomersWrite, "Create and edit customer profiles", true, false},
+	{ScopeEventsRead, "See the activity feed of changes", true, false},
+	{ScopeIntegrationsRead, "See the webhooks set up for this account", true, false},
+	{ScopeIntegrationsWrite, "Set up webhooks that notify the app of changes", true, true},
 }
 
 // LookupScope returns the catalog entry of s.

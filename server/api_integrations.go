@@ -30,7 +30,8 @@ type integrationCreatedJSON struct {
 // managesWebhooks applies the settings pages' rule to the API: only the
 // account's owners and admins set up, change or delete webhooks, whether
 // through their API key or an app they installed, checked with the user's
-// role now rather than when the credential was made.
+// role now rather than when the credential was made. The scope catalog
+// says so where the scope is granted (ScopeInfo.Managers).
 func managesWebhooks(cred *valet.Credential) error {
 	if !cred.Role.CanManage() {
 		return valet.Errorf(valet.EFORBIDDEN,

@@ -123,6 +123,13 @@ func TestRenderEveryPage(t *testing.T) {
 			return u.APIKeyCreated(w, 200, &APIKeyCreatedPage{Layout: l, Key: valet.APIKey{Name: "Sync", Scopes: valet.APIScopes()},
 				Secret: "vak_secret", Email: "ada@example.com", BaseURL: "http://127.0.0.1:8080"})
 		}, []string{"vak_secret", "ada@example.com:vak_secret", "only time"}},
+		{"consent", func(w http.ResponseWriter) error {
+			read, _ := valet.LookupScope(valet.ScopeTicketsRead)
+			hooks, _ := valet.LookupScope(valet.ScopeIntegrationsWrite)
+			return u.Consent(w, 200, &ConsentPage{Layout: l, ID: "req-1", App: &valet.App{Name: "Hub", DeveloperName: "Hub Inc"},
+				Account: &valet.Account{Name: "acme", DisplayName: "Acme"}, New: []valet.ScopeInfo{read, hooks}})
+		}, []string{"Hub Inc", "Read tickets, their messages and content</li>",
+			"Set up webhooks that notify the app of changes <span class=\"muted small\">(only while you are an owner or admin of the account)</span>"}},
 		{"error signed in", func(w http.ResponseWriter) error {
 			return u.Error(w, 404, &ErrorPage{Layout: l, Status: 404, Heading: "Not found", Message: "No such ticket."})
 		}, []string{"No such ticket.", "sidenav"}},
