@@ -325,6 +325,18 @@ func (s *Store) ListDeliveries(ctx context.Context, accountID, integrationID int
 	return out, s.fail(op, rows.Err(), "")
 }
 
+// appMayRead is true for an integration an app set up only while the grant
+// it was made under (account, app, user) is live and holds tickets:read,
+// which is what every delivery carries; one set up by a person is always
+// true. Revoking or narrowing the grant, deleting the app or removing the
+// member thus stops the webhook at once, as it stops the app's tokens.
+const appMayRead = `(i.app_id IS NULL OR EXISTS (SELECT 1 FROM grants g
+	WHERE g.account_id = i.account_id AND g.app_id = i.app_id AND g.user_id = i.created_by_user_id
+	AND g.revoked_at IS NULL AND ' ' || g.scopes || ' ' LIKE '% tickets:read %'))`
+
+// msgAppRevoked is the error of a delivery withheld by appMayRead.
+const msgAppRevoked = "Not sent: the app that set up this webhook no longer has access to this account's tickets."
+
 // pendingIntegrations selects the active integrations whose account has
 // events after their cursor: one probe of events_account each.
 const pendingIntegrations = `FROM integrations i WHERE i.status = 'active'
@@ -361,9 +373,10 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, limit int) (int, error) {
 	type cursor struct {
 		id, accountID, last int64
 		triggers            map[string]bool
+		mayRead             bool
 	}
 	var cursors []cursor
-	rows, err := tx.QueryContext(ctx, `SELECT i.id, i.account_id, i.last_event_id, i.triggers `+
+	rows, err := tx.QueryContext(ctx, `SELECT i.id, i.account_id, i.last_event_id, i.triggers, `+appMayRead+` `+
 		pendingIntegrations+` ORDER BY i.id`+lock)
 	if err != nil {
 		return 0, s.fail(op, err, "")
@@ -371,7 +384,7 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, limit int) (int, error) {
 	for rows.Next() {
 		var c cursor
 		var triggers string
-		if err := rows.Scan(&c.id, &c.accountID, &c.last, &triggers); err != nil {
+		if err := rows.Scan(&c.id, &c.accountID, &c.last, &triggers, &c.mayRead); err != nil {
 			rows.Close()
 			return 0, s.fail(op, err, "")
 		}
@@ -410,7 +423,9 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, limit int) (int, error) {
 			continue
 		}
 		for _, e := range evs {
-			if !c.triggers[e.typ] {
+			// A webhook whose app lost access moves past what happens
+			// meanwhile: access given again later does not replay it.
+			if !c.triggers[e.typ] || !c.mayRead {
 				continue
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (integration_id, account_id, event_id,
@@ -500,7 +515,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 		return nil, s.fail(op, tx.commit(ctx), "")
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, i.url, i.secret_sealed, a.name,
-		e.type, e.object_type, e.object_id, e.user_id, e.app_id, e.data, e.created_at
+		e.type, e.object_type, e.object_id, e.user_id, e.app_id, e.data, e.created_at, `+appMayRead+`
 		FROM deliveries d
 		JOIN integrations i ON i.id = d.integration_id
 		JOIN accounts a ON a.id = d.account_id
@@ -510,18 +525,23 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 		return nil, s.fail(op, err, "")
 	}
 	var jobs []valet.DeliveryJob
-	var unreadable []int64
+	withheld := map[int64]string{} // delivery id -> why it fails
 	for rows.Next() {
 		var j valet.DeliveryJob
 		var sealed []byte
 		var data string
 		var userID, appID sql.NullInt64
 		var created int64
+		var mayRead bool
 		d, err := scanDelivery(rows, &j.URL, &sealed, &j.AccountName, &j.Event.Type, &j.Event.ObjectType,
-			&j.Event.ObjectID, &userID, &appID, &data, &created)
+			&j.Event.ObjectID, &userID, &appID, &data, &created, &mayRead)
 		if err != nil {
 			rows.Close()
 			return nil, s.fail(op, err, "")
+		}
+		if !mayRead {
+			withheld[d.ID] = msgAppRevoked
+			continue
 		}
 		j.Delivery = *d
 		j.Event.ID, j.Event.AccountID = d.EventID, d.AccountID
@@ -535,7 +555,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 		j.Event.CreatedDatetime = fromMicros(created)
 		secret, err := valet.OpenKey(s.sealKey, sealed)
 		if err != nil {
-			unreadable = append(unreadable, d.ID)
+			withheld[d.ID] = "The signing secret cannot be unsealed: was VALET_SECRET changed?"
 			continue
 		}
 		j.Secret = string(secret)
@@ -545,10 +565,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 	if err := rows.Err(); err != nil {
 		return nil, s.fail(op, err, "")
 	}
-	for _, id := range unreadable {
+	for id, why := range withheld {
 		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = $1, locked_until = 0, updated_at = $2,
-			last_error = $3 WHERE id = $4`, valet.DeliveryFailed, now,
-			"The signing secret cannot be unsealed: was VALET_SECRET changed?", id)
+			last_error = $3 WHERE id = $4`, valet.DeliveryFailed, now, why, id)
 		if err != nil {
 			return nil, s.fail(op, err, "")
 		}

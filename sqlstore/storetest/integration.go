@@ -298,6 +298,65 @@ func testIntegrations(t *testing.T, s valet.Store) {
 		wantCode(t, err, valet.EINVALID)
 	})
 
+	t.Run("AppWebhookStopsWithItsGrant", func(t *testing.T) {
+		oauth, ok := s.(valet.OAuthStore)
+		if !ok {
+			t.Skip("the store has no OAuth grants")
+		}
+		app, _ := newApp(t, oauth, func(a *valet.App) { a.Scopes = valet.ScopeSet{"tickets:read", "integrations:write"} })
+		grant, err := oauth.Consent(ctx, a.account.ID, a.owner.ID, app.ID, app.Scopes)
+		must(t, err)
+		in := &valet.Integration{AccountID: a.account.ID, Type: valet.IntegrationTypeHTTP, Name: "Hub",
+			HTTP:  valet.IntegrationHTTP{URL: "https://hub.example/hook", Triggers: map[string]bool{valet.EventTicketCreated: true}},
+			AppID: &app.ID, CreatedByUserID: &a.owner.ID}
+		_, err = s.CreateIntegration(ctx, in)
+		must(t, err)
+		defer s.DeleteIntegration(ctx, a.account.ID, in.ID)
+		drain(t, s)
+		enqueue := func() {
+			t.Helper()
+			_, err := s.EnqueueDeliveries(ctx, 0)
+			must(t, err)
+		}
+
+		a.newTicket(t, "while granted")
+		enqueue()
+		a.newTicket(t, "pending when revoked")
+		enqueue()
+		wantEqual(t, len(a.deliveries(t, in.ID)), 2)
+		jobs, err := s.ClaimDeliveries(ctx, 1, time.Minute)
+		must(t, err)
+		if len(jobs) != 1 || jobs[0].IntegrationID != in.ID {
+			t.Fatalf("claimed %s", dump(jobs))
+		}
+		must(t, s.CompleteDelivery(ctx, valet.DeliveryResult{DeliveryID: jobs[0].ID, OK: true, StatusCode: 204}))
+
+		// Revoked: what was pending is not sent, and nothing new is queued.
+		must(t, s.RevokeGrant(ctx, a.account.ID, grant.ID))
+		jobs, err = s.ClaimDeliveries(ctx, 10, time.Minute)
+		must(t, err)
+		wantEqual(t, len(jobs), 0)
+		ds := a.deliveries(t, in.ID)
+		if len(ds) != 2 || ds[0].Status != valet.DeliveryDelivered || ds[1].Status != valet.DeliveryFailed ||
+			!strings.Contains(ds[1].LastError, "no longer has access") {
+			t.Fatalf("deliveries after revocation %s", dump(ds))
+		}
+		a.newTicket(t, "after the revocation")
+		enqueue()
+		wantEqual(t, len(a.deliveries(t, in.ID)), 2)
+		got, err := s.FindIntegration(ctx, a.account.ID, in.ID)
+		must(t, err)
+		wantEqual(t, got.LastEventID, a.lastEventID(t)) // moved past it
+
+		// Granted again: new events are delivered, the missed ones are not.
+		_, err = oauth.Consent(ctx, a.account.ID, a.owner.ID, app.ID, app.Scopes)
+		must(t, err)
+		a.newTicket(t, "granted again")
+		enqueue()
+		wantEqual(t, len(a.deliveries(t, in.ID)), 3)
+		drain(t, s)
+	})
+
 	t.Run("UpdateDisableEnable", func(t *testing.T) {
 		in, _ := a.newIntegration(t, allTriggers())
 		defer s.DeleteIntegration(ctx, a.account.ID, in.ID)
