@@ -18,6 +18,17 @@ const (
 	EventCustomerDeleted      = "customer-deleted"
 )
 
+// EventReadScope is the scope that reads the object an event of type t
+// carries (its Data): a credential without it learns that the event
+// happened, not what the object holds.
+func EventReadScope(t string) Scope {
+	switch t {
+	case EventCustomerCreated, EventCustomerUpdated, EventCustomerDeleted:
+		return ScopeCustomersRead
+	}
+	return ScopeTicketsRead
+}
+
 // EventTypes lists every event type, for validating filters.
 var EventTypes = []string{EventTicketCreated, EventTicketUpdated, EventTicketDeleted,
 	EventTicketMessageCreated, EventCustomerCreated, EventCustomerUpdated, EventCustomerDeleted}

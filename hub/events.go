@@ -149,15 +149,18 @@ func (e *Events) WebhookURL(connectionID int64) string {
 // Register creates a webhook on the helpdesk for a connection granted
 // integrations:write, delivering ticket-created, ticket-updated and
 // ticket-message-created to WebhookURL, and stores its id and sealed
-// signing secret. A connection without that scope, or of a provider other
-// than valet, gets none and nil: polling covers it. A webhook left from an
+// signing secret. A connection without that scope or tickets:read (which
+// the helpdesk requires of a webhook delivering tickets), or of a provider
+// other than valet, gets none and nil: polling covers it. A webhook left from an
 // earlier connection (a Reconnect) is deleted first, so that events do not
 // arrive twice. conn.IntegrationID is set.
 //
 // Errors: from the helpdesk's API (wrapping ErrRevoked for a revoked
 // connection) and from the store.
 func (e *Events) Register(ctx context.Context, conn *valet.Connection) error {
-	if conn.Provider != ProviderValet || !slices.Contains(conn.Scopes, string(valet.ScopeIntegrationsWrite)) {
+	// The helpdesk delivers tickets only to a credential that may read them.
+	if conn.Provider != ProviderValet || !slices.Contains(conn.Scopes, string(valet.ScopeIntegrationsWrite)) ||
+		!slices.Contains(conn.Scopes, string(valet.ScopeTicketsRead)) {
 		return nil
 	}
 	stored, sealed, err := e.store.FindConnection(ctx, conn.ID)

@@ -408,7 +408,7 @@ func TestWebhookDeliveredExactlyOnce(t *testing.T) {
 		t.Fatalf("a captured delivery replayed after the tolerance got %d, want 401", st)
 	}
 	// Unknown connections, and one without a webhook.
-	plain := e.connectBeta(valet.ScopeOffline, valet.ScopeEventsRead)
+	plain := e.connectBeta(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeEventsRead)
 	for _, path := range []string{"/webhooks/999999", "/webhooks/abc", "/webhooks/" + strconv.FormatInt(plain.ID, 10)} {
 		if st := e.post(path, sample.header, sample.body); st != http.StatusNotFound {
 			t.Fatalf("POST %s got %d, want 404", path, st)
@@ -463,7 +463,7 @@ func maxKey(m map[int64]string) int64 {
 func TestWebhookRegisterReplacesAndNeedsScope(t *testing.T) {
 	t.Parallel()
 	e := newEventEnv(t)
-	conn := e.connect(valet.ScopeOffline, valet.ScopeEventsRead, valet.ScopeIntegrationsWrite)
+	conn := e.connect(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeEventsRead, valet.ScopeIntegrationsWrite)
 	must(t, e.events.Register(ctx, conn))
 	first := conn.IntegrationID
 	must(t, e.events.Register(ctx, conn))
@@ -480,6 +480,12 @@ func TestWebhookRegisterReplacesAndNeedsScope(t *testing.T) {
 	must(t, e.events.Register(ctx, noScope))
 	if stored, _ := e.find(noScope.ID); noScope.IntegrationID != 0 || stored.IntegrationID != 0 {
 		t.Fatalf("a connection without integrations:write got webhook %d", stored.IntegrationID)
+	}
+	// Nor one that may not read the tickets a webhook delivers.
+	noRead := e.connectBeta(valet.ScopeOffline, valet.ScopeEventsRead, valet.ScopeIntegrationsWrite)
+	must(t, e.events.Register(ctx, noRead))
+	if stored, _ := e.find(noRead.ID); noRead.IntegrationID != 0 || stored.IntegrationID != 0 {
+		t.Fatalf("a connection without tickets:read got webhook %d", stored.IntegrationID)
 	}
 }
 
@@ -534,13 +540,13 @@ func TestPollWithoutWebhook(t *testing.T) {
 func TestPollerSweepsAndSkipsRevoked(t *testing.T) {
 	t.Parallel()
 	e := newEventEnv(t)
-	hooked := e.connect(valet.ScopeOffline, valet.ScopeEventsRead, valet.ScopeIntegrationsWrite)
+	hooked := e.connect(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeEventsRead, valet.ScopeIntegrationsWrite)
 	must(t, e.events.Register(ctx, hooked))
 	if hooked.IntegrationID == 0 {
 		t.Fatal("no webhook registered")
 	}
 	must(t, e.h.Store.DeleteIntegration(ctx, e.h.Account.ID, hooked.IntegrationID))
-	polled := e.connectBeta(valet.ScopeOffline, valet.ScopeEventsRead)
+	polled := e.connectBeta(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeEventsRead)
 
 	e.newTicket(e.h.Store, "Missed by the webhook")
 	e.newTicketOf(e.h.Store, e.beta, e.betaCustomer, "Polled")
@@ -598,7 +604,7 @@ func TestPollerSweepsAndSkipsRevoked(t *testing.T) {
 func TestRunPoller(t *testing.T) {
 	t.Parallel()
 	e := newEventEnv(t)
-	e.connect(valet.ScopeOffline, valet.ScopeEventsRead)
+	e.connect(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeEventsRead)
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { e.events.RunPoller(pctx, 10*time.Millisecond); close(done) }()
@@ -623,7 +629,7 @@ func TestRunPoller(t *testing.T) {
 func TestUnregisterRevoked(t *testing.T) {
 	t.Parallel()
 	e := newEventEnv(t)
-	conn := e.connect(valet.ScopeOffline, valet.ScopeIntegrationsWrite)
+	conn := e.connect(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeIntegrationsWrite)
 	must(t, e.events.Register(ctx, conn))
 	grants, err := e.h.Store.ListGrants(ctx, e.h.Account.ID)
 	must(t, err)
@@ -666,7 +672,7 @@ func TestSummarize(t *testing.T) {
 func TestWebhookReceiverLimits(t *testing.T) {
 	t.Parallel()
 	e := newEventEnv(t)
-	conn := e.connect(valet.ScopeOffline, valet.ScopeIntegrationsWrite)
+	conn := e.connect(valet.ScopeOffline, valet.ScopeTicketsRead, valet.ScopeIntegrationsWrite)
 	must(t, e.events.Register(ctx, conn))
 	path := "/webhooks/" + strconv.FormatInt(conn.ID, 10)
 	if st := e.post(path, nil, bytes.Repeat([]byte("x"), MaxWebhookBody+1)); st != http.StatusRequestEntityTooLarge {

@@ -130,6 +130,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, cred *valet.
 	if events == nil {
 		events = []valet.Event{}
 	}
+	for i := range events {
+		if !cred.Scopes.Has(valet.EventReadScope(events[i].Type)) {
+			events[i].Data = nil // the object is for the scope that reads it
+		}
+	}
 	meta := eventsMeta{LastID: eq.filter.After}
 	if n := len(events); n > 0 {
 		meta.LastID = events[n-1].ID

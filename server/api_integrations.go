@@ -135,6 +135,9 @@ func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred 
 	if cred.UserID != 0 {
 		in.CreatedByUserID = &cred.UserID
 	}
+	if err := readsTriggers(w, cred, in); err != nil {
+		return err
+	}
 	secret, err := s.store.CreateIntegration(r.Context(), in)
 	if err != nil {
 		return err
@@ -142,6 +145,19 @@ func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred 
 	s.log.InfoContext(r.Context(), "integration created", "account_id", cred.AccountID, "integration_id", in.ID,
 		"app_id", cred.AppID, "user_id", cred.UserID, "request_id", RequestID(r.Context()))
 	s.created(w, r, integrationURI(in.ID), integrationCreatedJSON{integrationJSON: integrationView(in), Secret: secret})
+	return nil
+}
+
+// readsTriggers checks that cred may read what in's triggers deliver: a
+// delivery carries the event's object, so a webhook would otherwise let
+// an app with integrations:write read tickets it was never granted.
+func readsTriggers(w http.ResponseWriter, cred *valet.Credential, in *valet.Integration) error {
+	for _, trigger := range valet.WebhookTriggers {
+		if scope := valet.EventReadScope(trigger); in.HTTP.Triggers[trigger] && !cred.Scopes.Has(scope) {
+			return insufficientScope(w, scope, "A webhook delivers each event's object: to have "+trigger+
+				" delivered this credential needs the "+string(scope)+" scope.")
+		}
+	}
 	return nil
 }
 
@@ -184,6 +200,9 @@ func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred 
 	body.HTTP.apply(in)
 	if body.Status != nil {
 		in.Status = *body.Status
+	}
+	if err := readsTriggers(w, cred, in); err != nil {
+		return err
 	}
 	// On success in holds what is stored: the store moves updated_datetime,
 	// the failure count and disabled_datetime.

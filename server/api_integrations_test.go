@@ -73,11 +73,24 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 	}
 
 	t.Run("created by an app", func(t *testing.T) {
-		tok, grant := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
+		tok, grant := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead,
+			valet.ScopeTicketsRead)
 		var in integrationOut
 		e.do(t, "POST", "/api/integrations/", map[string]any{
 			"http": map[string]any{"url": "http://127.0.0.1:9999/hook", "triggers": map[string]any{"ticket-updated": true}},
 		}, bearer(tok)).want(t, 201).JSON(t, &in)
+		// A delivery carries the ticket: without tickets:read an app can
+		// neither have ticket events delivered nor change a webhook that
+		// delivers them.
+		blind, _ := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
+		hook := map[string]any{"url": "https://hooks.example.com/blind", "triggers": map[string]any{"ticket-created": true}}
+		r := e.do(t, "POST", "/api/integrations", map[string]any{"http": hook}, bearer(blind)).want(t, 403)
+		if d := r.Err(t); d.Code != valet.EFORBIDDEN || len(d.Data["scope"]) == 0 ||
+			!strings.Contains(r.Header.Get("WWW-Authenticate"), `scope="tickets:read"`) {
+			t.Errorf("webhook without tickets:read: %+v %v", d, r.Header)
+		}
+		e.do(t, "PUT", "/api/integrations/"+strconv.FormatInt(in.ID, 10), map[string]any{"http": map[string]any{"url": "https://hooks.example.com/blind"}},
+			bearer(blind)).want(t, 403)
 		// An app an agent installed reads webhooks but does not manage
 		// them, as the agent cannot on the settings pages.
 		agentTok, _ := mustOAuthToken(t, e.store, f.account, f.agent, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)

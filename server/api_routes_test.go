@@ -489,6 +489,32 @@ func testAPIEvents(t *testing.T, open storeOpener) {
 	if len(only.Data) != 2 {
 		t.Errorf("filtered events %+v", only.Data)
 	}
+	// Each event's object is for the scope that reads it; the event itself
+	// is for events:read.
+	for _, c := range []struct {
+		scopes                   []valet.Scope
+		customerData, ticketData bool
+	}{
+		{[]valet.Scope{valet.ScopeEventsRead}, false, false},
+		{[]valet.Scope{valet.ScopeEventsRead, valet.ScopeTicketsRead}, false, true},
+		{[]valet.Scope{valet.ScopeEventsRead, valet.ScopeCustomersRead}, true, false},
+	} {
+		var l list[valet.Event]
+		e.do(t, "GET", "/api/events?limit=100", nil, bearer(mustAPIKey(t, e.store, f.account, f.owner, c.scopes...))).
+			want(t, 200).JSON(t, &l)
+		if len(l.Data) != len(all.Data) {
+			t.Fatalf("%v: %d events, want %d", c.scopes, len(l.Data), len(all.Data))
+		}
+		for _, ev := range l.Data {
+			want := c.ticketData
+			if valet.EventReadScope(ev.Type) == valet.ScopeCustomersRead {
+				want = c.customerData
+			}
+			if has := len(ev.Data) > 0 && string(ev.Data) != "null"; has != want {
+				t.Errorf("%v: %s has data %s", c.scopes, ev.Type, ev.Data)
+			}
+		}
+	}
 	var page list[valet.Event]
 	e.do(t, "GET", "/api/events?limit=1", nil, auth).want(t, 200).JSON(t, &page)
 	if len(page.Data) != 1 || page.Meta.NextCursor == nil || *page.Meta.NextCursor != strconv.FormatInt(page.Data[0].ID, 10) {

@@ -67,7 +67,7 @@ func TestIntegrationWebhookEndToEnd(t *testing.T) {
 	f := newFixture(t, e.store, "acme")
 	rc := newReceiver(t)
 	tok, grant := mustOAuthToken(t, e.store, f.account, f.owner,
-		valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead, valet.ScopeTicketsWrite)
+		valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead, valet.ScopeTicketsRead, valet.ScopeTicketsWrite)
 
 	var in integrationOut
 	e.do(t, "POST", "/api/integrations", map[string]any{"name": "Hub",
