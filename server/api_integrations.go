@@ -148,6 +148,21 @@ func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred 
 	return nil
 }
 
+// setUpBy lets an app change or delete only the webhooks it set up. One
+// the account's people or another app made is not the app's to re-point:
+// it would keep delivering to the app after the app's access ends, since a
+// webhook stops with the access of the app that set it up.
+func setUpBy(cred *valet.Credential, in *valet.Integration) error {
+	if cred.Kind != valet.CredentialOAuth || (in.AppID != nil && *in.AppID == cred.AppID) {
+		return nil
+	}
+	by := "in the account's settings or with an API key"
+	if in.AppID != nil {
+		by = "by another app"
+	}
+	return valet.Errorf(valet.EFORBIDDEN, "An app may change or delete only the webhooks it set up; this one was set up %s.", by)
+}
+
 // readsTriggers checks that cred may read what in's triggers deliver: a
 // delivery carries the event's object, so a webhook would otherwise let
 // an app with integrations:write read tickets it was never granted.
@@ -194,6 +209,9 @@ func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred 
 	if err != nil {
 		return err
 	}
+	if err := setUpBy(cred, in); err != nil {
+		return err
+	}
 	if body.Name != nil {
 		in.Name = *body.Name
 	}
@@ -222,6 +240,15 @@ func (s *Server) deleteIntegration(w http.ResponseWriter, r *http.Request, cred 
 	id, err := pathID(r)
 	if err != nil {
 		return err
+	}
+	if cred.Kind == valet.CredentialOAuth {
+		in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
+		if err != nil {
+			return err
+		}
+		if err := setUpBy(cred, in); err != nil {
+			return err
+		}
 	}
 	if err := s.store.DeleteIntegration(r.Context(), cred.AccountID, id); err != nil {
 		return err

@@ -91,6 +91,22 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 		}
 		e.do(t, "PUT", "/api/integrations/"+strconv.FormatInt(in.ID, 10), map[string]any{"http": map[string]any{"url": "https://hooks.example.com/blind"}},
 			bearer(blind)).want(t, 403)
+		// An app changes and deletes only the webhooks it set up: another
+		// app's, or the account's own, would keep delivering to it after
+		// its access ends.
+		other, _ := mustOAuthToken(t, e.store, f.account, f.owner, valet.ScopeIntegrationsWrite, valet.ScopeTicketsRead)
+		mine := "/api/integrations/" + strconv.FormatInt(in.ID, 10)
+		for _, c := range []struct{ method, path, token, by string }{
+			{"PUT", mine, other, "by another app"}, {"DELETE", mine, other, "by another app"},
+			{"PUT", path, tok, "settings or with an API key"}, {"DELETE", path, tok, "settings or with an API key"},
+		} {
+			d := e.do(t, c.method, c.path, map[string]any{"http": map[string]any{"url": "https://hooks.example.com/taken"}},
+				bearer(c.token)).want(t, 403).Err(t)
+			if !strings.Contains(d.Msg, c.by) {
+				t.Errorf("%s %s: %+v", c.method, c.path, d)
+			}
+		}
+		e.do(t, "PUT", mine, map[string]any{"name": "Mine"}, bearer(tok)).want(t, 200)
 		// An app an agent installed reads webhooks but does not manage
 		// them, as the agent cannot on the settings pages.
 		agentTok, _ := mustOAuthToken(t, e.store, f.account, f.agent, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
