@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
-	_ "time/tzdata" // time zone names are checked alike on every machine, with or without a system zoneinfo
+	_ "time/tzdata" // time zones can be checked on a machine without a zoneinfo database
 
 	"golang.org/x/text/language"
 
@@ -53,8 +54,14 @@ type customerUpdate struct {
 func (f *customerFields) check() error {
 	p := valet.Problems{}
 	if f.Language != nil && *f.Language != "" {
-		if _, err := language.Parse(*f.Language); err != nil || len(*f.Language) > 35 {
+		// Parse also reads en_US; a tag is stored as sent, so it must be
+		// one already.
+		tag, err := language.Parse(*f.Language)
+		switch {
+		case err != nil || len(*f.Language) > 35:
 			p.Add("language", "must be a language tag, such as en or pt-BR")
+		case !strings.EqualFold(tag.String(), *f.Language):
+			p.Add("language", "must be a language tag: "+tag.String()+", not "+*f.Language)
 		}
 	}
 	if f.Timezone != nil && *f.Timezone != "" {

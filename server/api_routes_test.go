@@ -350,6 +350,7 @@ func testAPICustomers(t *testing.T, open storeOpener) {
 			{`{"name": "a\u0000b"}`, "body"},
 			{map[string]any{"name": "x", "language": "english"}, "language"},
 			{map[string]any{"name": "x", "language": "en_US!"}, "language"},
+			{map[string]any{"name": "x", "language": "en_US"}, "language"},
 			{map[string]any{"name": "x", "timezone": "Mars/Olympus_Mons"}, "timezone"},
 			{map[string]any{"name": "x", "timezone": "Local"}, "timezone"},
 			{map[string]any{"name": "x", "timezone": "../../etc/passwd"}, "timezone"},
