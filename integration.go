@@ -2,6 +2,8 @@ package valet
 
 import (
 	"context"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -189,6 +191,8 @@ func (in *Integration) Validate() error {
 	// fragment, no user information.
 	if err := ValidateRedirectURI(in.HTTP.URL); err != nil {
 		p.Add("http.url", err.Error())
+	} else if neverDelivered(in.HTTP.URL) {
+		p.Add("http.url", "must not be a link-local, multicast or unspecified address: webhooks are never delivered there")
 	}
 	in.HTTP.Method = strings.ToUpper(strings.TrimSpace(in.HTTP.Method))
 	if in.HTTP.Method == "" {
@@ -222,4 +226,22 @@ func (in *Integration) Validate() error {
 	}
 	in.HTTP.Triggers = triggers
 	return nil
+}
+
+// neverDelivered reports whether rawURL's host is an address no webhook is
+// delivered to, whatever the server's settings (link-local, where clouds
+// serve instance credentials, multicast, unspecified), so that such a URL
+// is refused when it is registered rather than at every delivery. Names
+// are checked when they are dialled.
+func neverDelivered(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified()
 }

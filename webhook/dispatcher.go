@@ -162,12 +162,17 @@ func checkAddress(address string, allowPrivate bool) error {
 	ip := net.ParseIP(host)
 	switch {
 	case ip == nil || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified():
-		return fmt.Errorf("webhook: address %s is not allowed", host)
+		return fmt.Errorf("%w: address %s is not allowed", errAddressRefused, host)
 	case !allowPrivate && (ip.IsLoopback() || ip.IsPrivate()):
-		return fmt.Errorf("webhook: address %s is loopback or private, which this server does not deliver to (--webhook-allow-private)", host)
+		return fmt.Errorf("%w: address %s is loopback or private, which this server does not deliver to (--webhook-allow-private)", errAddressRefused, host)
 	}
 	return nil
 }
+
+// errAddressRefused marks a delivery checkAddress refused: trying again
+// would be refused again, so the delivery gives up at once instead of
+// retrying for the whole window.
+var errAddressRefused = errors.New("webhook")
 
 // Run delivers until ctx ends, then returns nil. A round that found work is
 // followed at once by the next; an idle or failed one waits PollInterval.
@@ -257,7 +262,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job valet.DeliveryJob) valet.D
 	}
 	r.Error = err.Error()
 	next := now.Add(d.backoff(job.Attempts + 1))
-	if !next.After(job.CreatedDatetime.Add(valet.DeliveryRetryWindow)) {
+	if !next.After(job.CreatedDatetime.Add(valet.DeliveryRetryWindow)) && !errors.Is(err, errAddressRefused) {
 		r.NextAttempt = next
 	}
 	if ctx.Err() == nil {
@@ -301,6 +306,9 @@ func (d *Dispatcher) send(ctx context.Context, job valet.DeliveryJob, now time.T
 		}
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			return 0, errors.New("timed out")
+		}
+		if errors.Is(err, errAddressRefused) {
+			return 0, err // the dial's error names the address, not the URL
 		}
 		return 0, errors.New(truncate(err.Error(), 200))
 	}

@@ -500,7 +500,9 @@ func TestNoLoopbackByDefault(t *testing.T) {
 	}
 	list, err := e.store.ListDeliveries(ctx, e.account.ID, e.in.ID, 10)
 	must(t, err)
-	if len(list) == 0 || !strings.Contains(list[0].LastError, "loopback or private") {
+	// Refused for good: trying again would be refused again.
+	if len(list) == 0 || !strings.Contains(list[0].LastError, "loopback or private") || list[0].Status != valet.DeliveryFailed ||
+		list[0].Attempts != 1 {
 		t.Fatalf("deliveries: %+v", list)
 	}
 }
