@@ -40,14 +40,17 @@ type eventQuery struct {
 func parseEventQuery(q url.Values) (eventQuery, error) {
 	p := valet.Problems{}
 	var eq eventQuery
-	after := q.Get("after")
-	if after == "" {
-		after = q.Get("cursor")
+	field, after := "after", q.Get("after")
+	switch cursor := q.Get("cursor"); {
+	case cursor != "" && after != "":
+		p.Add("cursor", "is the same as after: send one of them")
+	case cursor != "":
+		field, after = "cursor", cursor
 	}
 	if after != "" {
 		n, err := strconv.ParseInt(after, 10, 64)
 		if err != nil || n < 0 {
-			p.Add("after", "must be an event id (a non-negative integer)")
+			p.Add(field, "must be an event id (a non-negative integer)")
 		}
 		eq.filter.After = n
 	}

@@ -532,7 +532,7 @@ func testAPIEvents(t *testing.T, open storeOpener) {
 		t.Errorf("order_by=id:asc: %+v", byID)
 	}
 	for _, q := range []string{"after=x", "after=-1", "types=nope", "limit=0", "limit=101", "wait=31", "wait=x", "wait=-1",
-		"order_by=created_datetime:desc", "order_by=id:desc", "order_by=bogus"} {
+		"order_by=created_datetime:desc", "order_by=id:desc", "order_by=bogus", "cursor=abc", "cursor=3&after=4"} {
 		field, _, _ := strings.Cut(q, "=")
 		if d := e.do(t, "GET", "/api/events?"+q, nil, auth).want(t, 400).Err(t); len(d.Data[field]) == 0 {
 			t.Errorf("%s: %+v", q, d)
