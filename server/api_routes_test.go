@@ -81,6 +81,8 @@ func testAPITickets(t *testing.T, open storeOpener) {
 			{map[string]any{"customer": map[string]any{"id": f.customer.ID}, "channel": "pigeon"}, "channel"},
 			{map[string]any{"customer": map[string]any{"id": f.customer.ID}, "messages": []any{map[string]any{}}}, "messages[0].body_text"},
 			{map[string]any{"customer": map[string]any{"id": f.customer.ID}, "messages": []any{map[string]any{"body_text": "a", "channel": "x"}}}, "messages[0].channel"},
+			{map[string]any{"customer": map[string]any{"id": f.customer.ID}, "messages": []any{map[string]any{"body_text": "a"},
+				map[string]any{"body_text": "b", "sender": map[string]any{"email": "stranger@example.com"}}}}, "messages[1].sender"},
 			{map[string]any{"customer": map[string]any{"email": "not an email"}}, "customer"},
 			{`{"subjet": "typo"}`, "subjet"},
 			{`{"subject": ["a"]}`, "subject"},

@@ -183,6 +183,20 @@ func (tx *tx) customerRef(ctx context.Context, accountID int64, ref valet.Person
 	return c, err
 }
 
+// inMessage names the field problems of a new ticket's i-th message as the
+// API names them in the request, messages[i].field; other errors pass.
+func inMessage(i int, err error) error {
+	fields := valet.ErrorFields(err)
+	if len(fields) == 0 {
+		return err
+	}
+	nested := make(map[string][]string, len(fields))
+	for f, problems := range fields {
+		nested["messages["+strconv.Itoa(i)+"]."+f] = problems
+	}
+	return valet.Invalid(nested)
+}
+
 // insertMessage stores a message whose ticket and sender are resolved.
 func (tx *tx) insertMessage(ctx context.Context, m *valet.Message) error {
 	m.CreatedDatetime = tx.now
@@ -363,9 +377,9 @@ func (s *Store) CreateTicket(ctx context.Context, t *valet.Ticket, messages []*v
 	if err := t.Validate(); err != nil {
 		return s.fail(op, err, "")
 	}
-	for _, m := range messages {
+	for i, m := range messages {
 		if err := m.Validate(); err != nil {
-			return s.fail(op, err, "")
+			return s.fail(op, inMessage(i, err), "")
 		}
 	}
 	names := make([]string, len(t.Tags))
@@ -389,10 +403,10 @@ func (s *Store) CreateTicket(ctx context.Context, t *valet.Ticket, messages []*v
 		return s.fail(op, err, "")
 	}
 	t.Excerpt, t.MessagesCount = "", len(messages)
-	for _, m := range messages {
+	for i, m := range messages {
 		m.AccountID = t.AccountID
 		if err := tx.resolveSender(ctx, t.AccountID, t.Customer, m); err != nil {
-			return s.fail(op, err, "")
+			return s.fail(op, inMessage(i, err), "")
 		}
 		t.Excerpt = nextExcerpt(t.Excerpt, m)
 	}

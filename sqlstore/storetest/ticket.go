@@ -109,11 +109,12 @@ func testTicketCreate(t *testing.T, s valet.Store) {
 		{"subject too long", valet.Ticket{Subject: strings.Repeat("x", 999), Customer: valet.PersonRef{ID: a.customer.ID}}, nil, "subject"},
 		{"empty tag", valet.Ticket{Subject: "x", Customer: valet.PersonRef{ID: a.customer.ID}, Tags: []valet.Tag{{Name: " "}}}, nil, "tags"},
 		{"empty message", valet.Ticket{Subject: "x", Customer: valet.PersonRef{ID: a.customer.ID}},
-			[]*valet.Message{{Public: true}}, "body_text"},
+			[]*valet.Message{{Public: true}}, "messages[0].body_text"},
 		{"agent message without a user", valet.Ticket{Subject: "x", Customer: valet.PersonRef{ID: a.customer.ID}},
-			[]*valet.Message{{Public: true, FromAgent: true, BodyText: "hi"}}, "sender"},
+			[]*valet.Message{{Public: true, FromAgent: true, BodyText: "hi"}}, "messages[0].sender"},
 		{"customer's email is new but the message is bad", valet.Ticket{Subject: "x", Customer: valet.PersonRef{Email: "brand-new@customer.test"}},
-			[]*valet.Message{{Public: true, FromAgent: true, BodyText: "hi", Sender: valet.PersonRef{ID: b.agent.ID}}}, "sender"},
+			[]*valet.Message{{Public: true, BodyText: "fine"}, {Public: true, FromAgent: true, BodyText: "hi", Sender: valet.PersonRef{ID: b.agent.ID}}},
+			"messages[1].sender"},
 	}
 	for _, tt := range failures {
 		t.Run(tt.name, func(t *testing.T) {
