@@ -148,6 +148,24 @@ func (s *Server) createIntegration(w http.ResponseWriter, r *http.Request, cred 
 	return nil
 }
 
+// webhookToChange is the webhook of the request's {id} if cred may change
+// or delete it: 404 when the account has none (as for reading it), then
+// the role and app checks.
+func (s *Server) webhookToChange(r *http.Request, cred *valet.Credential) (*valet.Integration, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, err
+	}
+	in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := managesWebhooks(cred); err != nil {
+		return nil, err
+	}
+	return in, setUpBy(cred, in)
+}
+
 // setUpBy lets an app change or delete only the webhooks it set up. One
 // the account's people or another app made is not the app's to re-point:
 // it would keep delivering to the app after the app's access ends, since a
@@ -194,22 +212,12 @@ func (s *Server) getIntegration(w http.ResponseWriter, r *http.Request, cred *va
 // http.triggers and status. Setting status "active" re-enables an
 // integration disabled after failures and resets its failure count.
 func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
-	if err := managesWebhooks(cred); err != nil {
-		return err
-	}
-	id, err := pathID(r)
-	if err != nil {
-		return err
-	}
 	var body integrationUpdate
 	if err := s.decode(w, r, &body); err != nil {
 		return err
 	}
-	in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
+	in, err := s.webhookToChange(r, cred)
 	if err != nil {
-		return err
-	}
-	if err := setUpBy(cred, in); err != nil {
 		return err
 	}
 	if body.Name != nil {
@@ -234,26 +242,14 @@ func (s *Server) updateIntegration(w http.ResponseWriter, r *http.Request, cred 
 // deleteIntegration serves DELETE /api/integrations/{id}: 204; its pending
 // deliveries go with it.
 func (s *Server) deleteIntegration(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
-	if err := managesWebhooks(cred); err != nil {
-		return err
-	}
-	id, err := pathID(r)
+	in, err := s.webhookToChange(r, cred)
 	if err != nil {
 		return err
 	}
-	if cred.Kind == valet.CredentialOAuth {
-		in, err := s.store.FindIntegration(r.Context(), cred.AccountID, id)
-		if err != nil {
-			return err
-		}
-		if err := setUpBy(cred, in); err != nil {
-			return err
-		}
-	}
-	if err := s.store.DeleteIntegration(r.Context(), cred.AccountID, id); err != nil {
+	if err := s.store.DeleteIntegration(r.Context(), cred.AccountID, in.ID); err != nil {
 		return err
 	}
-	s.log.InfoContext(r.Context(), "integration deleted", "account_id", cred.AccountID, "integration_id", id,
+	s.log.InfoContext(r.Context(), "integration deleted", "account_id", cred.AccountID, "integration_id", in.ID,
 		"app_id", cred.AppID, "user_id", cred.UserID, "request_id", RequestID(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -112,6 +112,9 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 		agentTok, _ := mustOAuthToken(t, e.store, f.account, f.agent, valet.ScopeIntegrationsWrite, valet.ScopeIntegrationsRead)
 		path := "/api/integrations/" + strconv.FormatInt(in.ID, 10)
 		e.do(t, "GET", path, nil, bearer(agentTok)).want(t, 200)
+		// A webhook that does not exist is 404 for them too, as for reading.
+		e.do(t, "PUT", "/api/integrations/999999", map[string]any{"name": "x"}, bearer(agentTok)).want(t, 404)
+		e.do(t, "DELETE", "/api/integrations/999999", nil, bearer(agentTok)).want(t, 404)
 		for _, req := range []struct{ method, path string }{{"POST", "/api/integrations"}, {"PUT", path}, {"DELETE", path}} {
 			e.do(t, req.method, req.path, map[string]any{"name": "x",
 				"http": map[string]any{"url": "https://attacker.example/x", "triggers": map[string]any{"ticket-updated": true}},
