@@ -191,7 +191,7 @@ func (in *Integration) Validate() error {
 	// fragment, no user information.
 	if err := ValidateRedirectURI(in.HTTP.URL); err != nil {
 		p.Add("http.url", err.Error())
-	} else if neverDelivered(in.HTTP.URL) {
+	} else if literalNeverDelivered(in.HTTP.URL) {
 		p.Add("http.url", "must not be a link-local, multicast or unspecified address: webhooks are never delivered there")
 	}
 	in.HTTP.Method = strings.ToUpper(strings.TrimSpace(in.HTTP.Method))
@@ -228,20 +228,25 @@ func (in *Integration) Validate() error {
 	return nil
 }
 
-// neverDelivered reports whether rawURL's host is an address no webhook is
-// delivered to, whatever the server's settings (link-local, where clouds
-// serve instance credentials, multicast, unspecified), so that such a URL
-// is refused when it is registered rather than at every delivery. Names
-// are checked when they are dialled.
-func neverDelivered(rawURL string) bool {
+// WebhookNeverDelivered reports whether no webhook is delivered to ip,
+// whatever the server's settings: link-local addresses, where clouds serve
+// instance credentials, multicast and unspecified ones. The dispatcher
+// checks it on the address it dials; registration on an address written
+// in the URL.
+func WebhookNeverDelivered(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified()
+}
+
+// literalNeverDelivered reports whether rawURL's host is an address
+// literal WebhookNeverDelivered refuses, so that such a URL is refused
+// when it is registered rather than at every delivery. Names are checked
+// when they are dialled.
+func literalNeverDelivered(rawURL string) bool {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return false
 	}
 	ip, err := netip.ParseAddr(u.Hostname())
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified()
+	return err == nil && WebhookNeverDelivered(ip)
 }

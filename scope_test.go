@@ -63,3 +63,13 @@ func TestCatalogIsComplete(t *testing.T) {
 		t.Fatalf("APIScopes = %v", valet.APIScopes())
 	}
 }
+
+// The outbox withholds an app's deliveries by tickets:read alone
+// (sqlstore's appMayRead): every trigger must be read with it.
+func TestWebhookTriggersReadWithTicketsRead(t *testing.T) {
+	for _, trigger := range valet.WebhookTriggers {
+		if got := valet.EventReadScope(trigger); got != valet.ScopeTicketsRead {
+			t.Errorf("trigger %s is read with %s: sqlstore's appMayRead checks tickets:read only", trigger, got)
+		}
+	}
+}

@@ -330,9 +330,11 @@ func (s *Store) ListDeliveries(ctx context.Context, accountID, integrationID int
 // which is what every delivery carries; one set up by a person is always
 // true. Revoking or narrowing the grant, deleting the app or removing the
 // member thus stops the webhook at once, as it stops the app's tokens.
+// Every webhook trigger is a ticket event (valet.WebhookTriggers), whose
+// read scope (valet.EventReadScope) is tickets:read.
 const appMayRead = `(i.app_id IS NULL OR EXISTS (SELECT 1 FROM grants g
 	WHERE g.account_id = i.account_id AND g.app_id = i.app_id AND g.user_id = i.created_by_user_id
-	AND g.revoked_at IS NULL AND ' ' || g.scopes || ' ' LIKE '% tickets:read %'))`
+	AND g.revoked_at IS NULL AND ' ' || g.scopes || ' ' LIKE '% ` + string(valet.ScopeTicketsRead) + ` %'))`
 
 // msgAppRevoked is the error of a delivery withheld by appMayRead.
 const msgAppRevoked = "Not sent: the app that set up this webhook no longer has access to this account's tickets."

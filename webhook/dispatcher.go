@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -159,11 +160,11 @@ func checkAddress(address string, allowPrivate bool) error {
 	if err != nil {
 		return err
 	}
-	ip := net.ParseIP(host)
+	ip, err := netip.ParseAddr(host)
 	switch {
-	case ip == nil || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified():
+	case err != nil || valet.WebhookNeverDelivered(ip):
 		return fmt.Errorf("%w: address %s is not allowed", errAddressRefused, host)
-	case !allowPrivate && (ip.IsLoopback() || ip.IsPrivate()):
+	case !allowPrivate && (ip.Unmap().IsLoopback() || ip.Unmap().IsPrivate()):
 		return fmt.Errorf("%w: address %s is loopback or private, which this server does not deliver to (--webhook-allow-private)", errAddressRefused, host)
 	}
 	return nil
