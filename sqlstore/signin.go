@@ -35,7 +35,7 @@ func (s *Store) reserveSignIn(ctx context.Context, keys []string, limit valet.Si
 	}
 	defer tx.rollback()
 	hashes := signInHashes(keys)
-	levels, err := tx.lockSignIns(ctx, hashes, limit)
+	levels, touched, err := tx.lockSignIns(ctx, hashes, limit)
 	if err != nil {
 		return 0, s.fail(op, err, "")
 	}
@@ -52,7 +52,7 @@ func (s *Store) reserveSignIn(ctx context.Context, keys []string, limit valet.Si
 		return retry, nil
 	}
 	for i, h := range hashes {
-		if err := tx.setSignIns(ctx, h, levels[i]+1); err != nil {
+		if err := tx.setSignIns(ctx, h, levels[i]+1, touched[i]); err != nil {
 			return 0, s.fail(op, err, "")
 		}
 	}
@@ -65,7 +65,9 @@ func (s *Store) reserveSignIn(ctx context.Context, keys []string, limit valet.Si
 // ReleaseSignIn implements valet.SessionService. Each bucket is drained
 // and given back its attempt by one UPDATE of its own: a release holds one
 // row at a time, so it cannot deadlock with reservations, and a key that
-// has no bucket (no failure to count) writes nothing.
+// has no bucket (no failure to count) writes nothing. A bucket touched
+// after this release's now (a sign-in that began later committed first)
+// is not drained, and keeps its later time.
 func (s *Store) ReleaseSignIn(ctx context.Context, keys []string, limit valet.SignInLimit) error {
 	const op = "sqlstore.ReleaseSignIn"
 	if !limit.Enabled() || len(keys) == 0 {
@@ -74,8 +76,10 @@ func (s *Store) ReleaseSignIn(ctx context.Context, keys []string, limit valet.Si
 	now := micros(s.now())
 	perMicro := float64(limit.Attempts) / float64(limit.Per.Microseconds())
 	for _, h := range signInHashes(keys) {
-		if _, err := s.w.ExecContext(ctx, `UPDATE signin_buckets SET touched_at = $1,
-			level = CASE WHEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) > 1
+		if _, err := s.w.ExecContext(ctx, `UPDATE signin_buckets
+			SET touched_at = CASE WHEN touched_at > $1 THEN touched_at ELSE $1 END,
+			level = CASE WHEN touched_at >= $1 THEN CASE WHEN level > 1 THEN level - 1 ELSE 0 END
+				WHEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) > 1
 				THEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) - 1 ELSE 0 END
 			WHERE key_hash = $3`, now, perMicro, h); err != nil {
 			return s.fail(op, err, "")
@@ -98,12 +102,14 @@ func signInHashes(keys []string) [][]byte {
 }
 
 // lockSignIns creates the buckets of hashes that do not exist yet, locks
-// them until the transaction ends and returns their levels drained to now.
-// The no-op update is what locks an existing row in one statement on both
-// databases.
-func (tx *tx) lockSignIns(ctx context.Context, hashes [][]byte, limit valet.SignInLimit) ([]float64, error) {
+// them until the transaction ends and returns their levels drained to now,
+// with the time each is then at: now, or the bucket's own time when a
+// sign-in whose clock ran ahead of this one's touched it (a bucket's time
+// never goes back, so no time is drained twice). The no-op update is what
+// locks an existing row in one statement on both databases.
+func (tx *tx) lockSignIns(ctx context.Context, hashes [][]byte, limit valet.SignInLimit) (levels []float64, touched []int64, err error) {
 	now := micros(tx.now)
-	levels := make([]float64, len(hashes))
+	levels, touched = make([]float64, len(hashes)), make([]int64, len(hashes))
 	for i, h := range hashes {
 		var level float64
 		var at int64
@@ -111,19 +117,19 @@ func (tx *tx) lockSignIns(ctx context.Context, hashes [][]byte, limit valet.Sign
 			ON CONFLICT (key_hash) DO UPDATE SET level = signin_buckets.level RETURNING level, touched_at`, h, now).
 			Scan(&level, &at)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if elapsed := now - at; elapsed > 0 {
 			level = max(0, level-float64(elapsed)*float64(limit.Attempts)/float64(limit.Per.Microseconds()))
 		}
-		levels[i] = level
+		levels[i], touched[i] = level, max(now, at)
 	}
-	return levels, nil
+	return levels, touched, nil
 }
 
-func (tx *tx) setSignIns(ctx context.Context, hash []byte, level float64) error {
+func (tx *tx) setSignIns(ctx context.Context, hash []byte, level float64, touched int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE signin_buckets SET level = $1, touched_at = $2 WHERE key_hash = $3`,
-		level, micros(tx.now), hash)
+		level, touched, hash)
 	return err
 }
 

@@ -67,6 +67,21 @@ func RunSignInLimits(t *testing.T, open func(tb testing.TB, clock valet.Clock) v
 			{keys: []string{"email:a"}}, {keys: []string{"email:a"}}, {keys: []string{"email:a"}},
 			{keys: []string{"email:a"}, retry: 20 * time.Second},
 		}},
+		// Transactions that overlap (PostgreSQL's writers, several nodes)
+		// commit out of the order of their clocks: a bucket touched later
+		// than a sign-in's own now neither fills nor drains by the
+		// difference, and its time never goes back. Before, a release
+		// with an earlier now added the gap's worth of attempts (so a
+		// large limit refused everyone), and a reservation that followed
+		// drained them back twice.
+		{"AnEarlierClockNeitherFillsNorDrains", limit, []step{
+			{keys: []string{"email:a"}}, {keys: []string{"email:a"}}, {keys: []string{"email:a"}},
+			{advance: -time.Minute, keys: []string{"email:a"}, release: true},
+			{advance: 30 * time.Second, keys: []string{"email:a"}},
+			{keys: []string{"email:a"}, retry: 20 * time.Second},
+			{advance: 30 * time.Second, keys: []string{"email:a"}, retry: 20 * time.Second},
+			{advance: 20 * time.Second, keys: []string{"email:a"}},
+		}},
 		{"NoLimit", valet.SignInLimit{}, []step{
 			{keys: []string{"email:a"}}, {keys: []string{"email:a"}}, {keys: []string{"email:a"}},
 			{keys: []string{"email:a"}}, {keys: []string{"email:a"}, release: true},
