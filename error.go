@@ -3,20 +3,49 @@ package valet
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
-// Error codes. Each maps to exactly one HTTP status in server/errors.go.
+// Error codes. Each maps to exactly one HTTP status (HTTPStatus).
 const (
 	ECONFLICT     = "conflict"            // 409: a unique value is taken
 	EINTERNAL     = "internal_error"      // 500
 	EINVALID      = "invalid"             // 400: validation failed
 	ENOTFOUND     = "not_found"           // 404: absent, or in another account
 	EUNAUTHORIZED = "unauthorized"        // 401: no valid credential
-	EFORBIDDEN    = "insufficient_scope"  // 403: credential lacks the scope or role
+	EFORBIDDEN    = "forbidden"           // 403: the person or app may not do this (role, ownership, CSRF)
+	ESCOPE        = "insufficient_scope"  // 403: the credential lacks a scope (RFC 6750 §3.1)
 	EPRECONDITION = "precondition_failed" // 412: stale If-Match / updated_datetime
 	ETOOLARGE     = "request_too_large"   // 413
 	ERATELIMIT    = "rate_limited"        // 429
 )
+
+// HTTPStatus is THE table from error codes to HTTP statuses: the helpdesk's
+// API and pages and the hub's pages all answer through it, so a code never
+// means two statuses. Unknown codes are 500, so a forgotten mapping fails
+// loudly rather than leaking as a success.
+func HTTPStatus(code string) int {
+	switch code {
+	case EINVALID:
+		return http.StatusBadRequest
+	case EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case EFORBIDDEN, ESCOPE:
+		return http.StatusForbidden
+	case ENOTFOUND:
+		return http.StatusNotFound
+	case ECONFLICT:
+		return http.StatusConflict
+	case EPRECONDITION:
+		return http.StatusPreconditionFailed
+	case ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case ERATELIMIT:
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusInternalServerError
+	}
+}
 
 // Error is valet's error. Message is the only text shown to a user; Op and Err
 // are for logs.

@@ -15,7 +15,8 @@ import (
 const (
 	CodeInvalid            = "invalid"
 	CodeUnauthorized       = "unauthorized"
-	CodeInsufficientScope  = "insufficient_scope"
+	CodeInsufficientScope  = "insufficient_scope" // the credential lacks a scope (Fields["scope"] names it)
+	CodeForbidden          = "forbidden"          // the person or app behind the credential may not do this
 	CodeNotFound           = "not_found"
 	CodeMethodNotAllowed   = "method_not_allowed"
 	CodeConflict           = "conflict"
@@ -129,7 +130,9 @@ func IsUnauthorized(err error) bool {
 	return StatusCode(err) == http.StatusUnauthorized || errors.As(err, &te)
 }
 
-// IsForbidden reports a 403: the credential lacks the route's scope.
+// IsForbidden reports a 403: the credential lacks a scope the request needs
+// (Code CodeInsufficientScope), or the person or app behind it may not do
+// this (CodeForbidden).
 func IsForbidden(err error) bool { return StatusCode(err) == http.StatusForbidden }
 
 // IsInvalid reports a 400: the request was malformed or failed validation;

@@ -652,7 +652,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *session, err
 	case errors.As(err, &pe):
 		p.Status, p.Heading, p.Message, p.Retry = pe.Status, pe.Heading, pe.Message, pe.Retry
 	case errors.As(err, &ve) && ve.Code != valet.EINTERNAL:
-		p.Status, p.Heading, p.Message = statusOf(ve.Code), http.StatusText(statusOf(ve.Code)), valet.ErrorMessage(err)
+		p.Status, p.Heading, p.Message = valet.HTTPStatus(ve.Code), http.StatusText(valet.HTTPStatus(ve.Code)), valet.ErrorMessage(err)
 	}
 	if p.Status >= 500 {
 		s.log.Error("request failed", "err", err, "path", r.URL.Path, "status", p.Status, "request_id", id)
@@ -661,29 +661,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *session, err
 	}
 	p.layout = s.layout(w, r, sess, p.Heading)
 	s.render(w, r, p.Status, "error", p)
-}
-
-// statusOf maps valet's error codes to HTTP statuses.
-func statusOf(code string) int {
-	switch code {
-	case valet.EINVALID:
-		return http.StatusBadRequest
-	case valet.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case valet.EFORBIDDEN:
-		return http.StatusForbidden
-	case valet.ENOTFOUND:
-		return http.StatusNotFound
-	case valet.ECONFLICT:
-		return http.StatusConflict
-	case valet.EPRECONDITION:
-		return http.StatusPreconditionFailed
-	case valet.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case valet.ERATELIMIT:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
 }
 
 func contains(list []string, v string) bool {

@@ -94,7 +94,7 @@ func (s *Server) webhooksOff(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	s.log.WarnContext(r.Context(), "webhooks are off", "reason", msg, "request_id", RequestID(r.Context()))
-	s.writeJSON(w, r, StatusOfCode(valet.EINTERNAL), errorBody{Error: errorDetail{Code: valet.EINTERNAL, Msg: msg}})
+	s.writeJSON(w, r, http.StatusInternalServerError, errorBody{Error: errorDetail{Code: valet.EINTERNAL, Msg: msg}})
 	return true
 }
 

@@ -271,7 +271,7 @@ func testAPIScopes(t *testing.T, open storeOpener) {
 			if got := r.Header.Get("WWW-Authenticate"); got != want {
 				t.Errorf("%s with %s: WWW-Authenticate %q, want %q", c.route, sc, got, want)
 			}
-			if d := r.Err(t); d.Code != valet.EFORBIDDEN || len(d.Data["scope"]) == 0 {
+			if d := r.Err(t); d.Code != valet.ESCOPE || len(d.Data["scope"]) == 0 {
 				t.Errorf("%s with %s: error %+v", c.route, sc, d)
 			}
 		}

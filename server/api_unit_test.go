@@ -21,6 +21,7 @@ func TestAPIStatusOf(t *testing.T) {
 		{valet.Errorf(valet.EINVALID, "x"), http.StatusBadRequest},
 		{valet.Errorf(valet.EUNAUTHORIZED, "x"), http.StatusUnauthorized},
 		{valet.Errorf(valet.EFORBIDDEN, "x"), http.StatusForbidden},
+		{valet.Errorf(valet.ESCOPE, "x"), http.StatusForbidden},
 		{valet.Errorf(valet.ENOTFOUND, "x"), http.StatusNotFound},
 		{valet.Errorf(valet.ECONFLICT, "x"), http.StatusConflict},
 		{valet.Errorf(valet.EPRECONDITION, "x"), http.StatusPreconditionFailed},

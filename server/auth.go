@@ -128,7 +128,7 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, cred *valet.Credential
 // RFC 6750 §3 challenge naming it.
 func insufficientScope(w http.ResponseWriter, scope valet.Scope, msg string) error {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="valet", error="insufficient_scope", scope="`+string(scope)+`"`)
-	return &valet.Error{Code: valet.EFORBIDDEN, Message: msg, Fields: map[string][]string{"scope": {string(scope) + " is required"}}}
+	return &valet.Error{Code: valet.ESCOPE, Message: msg, Fields: map[string][]string{"scope": {string(scope) + " is required"}}}
 }
 
 func (s *Server) authorized(scope valet.Scope, fn apiFunc) http.Handler {

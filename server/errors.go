@@ -9,40 +9,13 @@ import (
 	"github.com/valethq/valet"
 )
 
-// StatusOf returns the HTTP status for err. It is THE table from valet error
-// codes to statuses: the API and the pages both answer through it, so a code
-// never means two different statuses. nil is 200; an error without a valet
-// code is 500.
+// StatusOf returns the HTTP status for err (valet.HTTPStatus of its code):
+// nil is 200; an error without a valet code is 500.
 func StatusOf(err error) int {
 	if err == nil {
 		return http.StatusOK
 	}
-	return StatusOfCode(valet.ErrorCode(err))
-}
-
-// StatusOfCode returns the HTTP status of a valet error code; unknown codes
-// are 500 so a forgotten mapping fails loudly rather than leaking as 200.
-func StatusOfCode(code string) int {
-	switch code {
-	case valet.EINVALID:
-		return http.StatusBadRequest
-	case valet.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case valet.EFORBIDDEN:
-		return http.StatusForbidden
-	case valet.ENOTFOUND:
-		return http.StatusNotFound
-	case valet.ECONFLICT:
-		return http.StatusConflict
-	case valet.EPRECONDITION:
-		return http.StatusPreconditionFailed
-	case valet.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case valet.ERATELIMIT:
-		return http.StatusTooManyRequests
-	default:
-		return http.StatusInternalServerError
-	}
+	return valet.HTTPStatus(valet.ErrorCode(err))
 }
 
 // defaultMessage is the text shown when an error carries none of its own.
@@ -53,7 +26,9 @@ func defaultMessage(code string) string {
 	case valet.EUNAUTHORIZED:
 		return "A valid API key or access token is required."
 	case valet.EFORBIDDEN:
-		return "The credential does not allow this."
+		return "You may not do this."
+	case valet.ESCOPE:
+		return "The credential lacks the scope this needs."
 	case valet.ENOTFOUND:
 		return "Not found."
 	case valet.ECONFLICT:
@@ -85,7 +60,7 @@ type errorDetail struct {
 // client gets only the id to quote.
 func (s *Server) describeError(ctx context.Context, err error) (int, errorDetail) {
 	code := valet.ErrorCode(err)
-	status := StatusOfCode(code)
+	status := valet.HTTPStatus(code)
 	d := errorDetail{Code: code, Msg: valet.ErrorMessage(err), Data: valet.ErrorFields(err)}
 	if status == http.StatusInternalServerError {
 		id := RequestID(ctx)
