@@ -43,7 +43,8 @@ var WebhookTriggers = []string{EventTicketCreated, EventTicketUpdated, EventTick
 //	 "http": {"url": "https://...", "method": "POST",
 //	          "triggers": {"ticket-created": true, "ticket-updated": false, "ticket-message-created": true}},
 //	 "status": "active", "consecutive_failures": 0, "secret_hint": "…a1b2",
-//	 "app_id": 7, "created_datetime": ..., "updated_datetime": ..., "disabled_datetime": null}
+//	 "app_id": 7, "app_access_ended": false,
+//	 "created_datetime": ..., "updated_datetime": ..., "disabled_datetime": null}
 //
 // The signing secret (vws_…) is returned once, in the creation answer, as
 // "secret"; the store keeps it sealed, because signing needs it back.
@@ -58,9 +59,16 @@ type Integration struct {
 	SecretHint          string          `json:"secret_hint"`
 	AppID               *int64          `json:"app_id"` // the OAuth app that created it, if any
 	CreatedByUserID     *int64          `json:"created_by_user_id"`
-	CreatedDatetime     time.Time       `json:"created_datetime"`
-	UpdatedDatetime     time.Time       `json:"updated_datetime"`
-	DisabledDatetime    *time.Time      `json:"disabled_datetime"`
+	// AppAccessEnded is true for a webhook an app set up once the app no
+	// longer reads the account's tickets: its grant was revoked or
+	// narrowed, the app deleted, or the person who installed it removed.
+	// Nothing is delivered then (pending deliveries fail), whatever
+	// Status says; it delivers again, from new events on, if that person
+	// installs the app again with tickets:read.
+	AppAccessEnded   bool       `json:"app_access_ended"`
+	CreatedDatetime  time.Time  `json:"created_datetime"`
+	UpdatedDatetime  time.Time  `json:"updated_datetime"`
+	DisabledDatetime *time.Time `json:"disabled_datetime"`
 	// LastEventID is the dispatcher's cursor: events up to it have been
 	// turned into deliveries. Not part of the API.
 	LastEventID int64 `json:"-"`

@@ -157,6 +157,27 @@ func TestInboxIntegrations(t *testing.T) {
 	b.get(page)
 	inboxStatus(t, b.post(page+"/delete", url.Values{"csrf": {"forged"}}), http.StatusForbidden)
 
+	// A webhook an app set up says when the app's access has ended, in
+	// the list and on its page, though its status is still active.
+	_, grant := mustOAuthToken(t, e.store, e.acme, e.owner, valet.ScopeIntegrationsWrite, valet.ScopeTicketsRead)
+	byApp := &valet.Integration{AccountID: e.acme.ID, Type: valet.IntegrationTypeHTTP, Name: "Hub hook",
+		HTTP:  valet.IntegrationHTTP{URL: "https://hub.example.com/hook", Triggers: map[string]bool{valet.EventTicketCreated: true}},
+		AppID: &grant.AppID, CreatedByUserID: &e.owner.ID}
+	if _, err := e.store.CreateIntegration(ctx, byApp); err != nil {
+		t.Fatal(err)
+	}
+	appPage := "/settings/integrations/" + inboxID(byApp.ID)
+	if a := b.get("/settings/integrations"); strings.Contains(a.body, "app access ended") {
+		t.Error("a live app's webhook is shown stopped")
+	}
+	if err := e.store.RevokeGrant(ctx, e.acme.ID, grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	inboxBody(t, b.get("/settings/integrations"), "Hub hook", "stopped: app access ended")
+	inboxBody(t, b.get(appPage), "stopped: app access ended", "Test app no longer has access to this account", "installs the app again")
+	b.get(appPage)
+	inboxStatus(t, b.post(appPage+"/delete", nil), http.StatusSeeOther)
+
 	// Delete.
 	b.get(page)
 	a = b.post(page+"/delete", nil)

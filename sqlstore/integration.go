@@ -16,19 +16,21 @@ var _ valet.IntegrationService = (*Store)(nil)
 
 const integrationColumns = `i.id, i.account_id, i.type, i.name, i.url, i.method, i.triggers, i.secret_hint,
 	i.status, i.consecutive_failures, i.last_event_id, i.app_id, i.created_by_user_id,
-	i.created_at, i.updated_at, i.disabled_at`
+	i.created_at, i.updated_at, i.disabled_at, ` + appMayRead
 
 func scanIntegration(sc scanner) (*valet.Integration, error) {
 	var in valet.Integration
 	var triggers string
 	var appID, userID, disabled sql.NullInt64
 	var created, updated int64
+	var mayRead bool
 	err := sc.Scan(&in.ID, &in.AccountID, &in.Type, &in.Name, &in.HTTP.URL, &in.HTTP.Method, &triggers,
 		&in.SecretHint, &in.Status, &in.ConsecutiveFailures, &in.LastEventID, &appID, &userID,
-		&created, &updated, &disabled)
+		&created, &updated, &disabled, &mayRead)
 	if err != nil {
 		return nil, err
 	}
+	in.AppAccessEnded = !mayRead
 	in.HTTP.Triggers = parseTriggers(triggers)
 	if appID.Valid {
 		in.AppID = &appID.Int64
@@ -128,6 +130,11 @@ func (s *Store) CreateIntegration(ctx context.Context, in *valet.Integration) (s
 	if err != nil {
 		return "", s.fail(op, err, "")
 	}
+	var mayRead bool
+	if err := tx.QueryRowContext(ctx, `SELECT `+appMayRead+` FROM integrations i WHERE i.id = $1`, in.ID).Scan(&mayRead); err != nil {
+		return "", s.fail(op, err, "")
+	}
+	in.AppAccessEnded = !mayRead
 	if err := tx.commit(ctx); err != nil {
 		return "", s.fail(op, err, "")
 	}

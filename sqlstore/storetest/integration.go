@@ -316,7 +316,36 @@ func testIntegrations(t *testing.T, s valet.Store) {
 		_, err = s.CreateIntegration(ctx, in)
 		must(t, err)
 		defer s.DeleteIntegration(ctx, a.account.ID, in.ID)
+		wantEqual(t, in.AppAccessEnded, false)
 		drain(t, s)
+		// accessEnded is what reading the webhook says of the app's access,
+		// one by one and in the list.
+		accessEnded := func() bool {
+			t.Helper()
+			got, err := s.FindIntegration(ctx, a.account.ID, in.ID)
+			must(t, err)
+			page, err := s.ListIntegrations(ctx, a.account.ID, valet.ListOptions{})
+			must(t, err)
+			for _, listed := range page.Data {
+				if listed.ID == in.ID && listed.AppAccessEnded != got.AppAccessEnded {
+					t.Fatalf("listed %v, found %v", listed.AppAccessEnded, got.AppAccessEnded)
+				}
+				if listed.AppID == nil && listed.AppAccessEnded {
+					t.Fatalf("a webhook no app set up says its app's access ended: %s", dump(listed))
+				}
+			}
+			return got.AppAccessEnded
+		}
+		wantEqual(t, accessEnded(), false)
+		// Made for an app the person has not installed, it says so at once.
+		stray, _ := newApp(t, oauth, func(a *valet.App) { a.Scopes = app.Scopes })
+		orphan := &valet.Integration{AccountID: a.account.ID, Type: valet.IntegrationTypeHTTP, Name: "Stray",
+			HTTP:  valet.IntegrationHTTP{URL: "https://stray.example/hook", Triggers: map[string]bool{valet.EventTicketCreated: true}},
+			AppID: &stray.ID, CreatedByUserID: &a.owner.ID}
+		_, err = s.CreateIntegration(ctx, orphan)
+		must(t, err)
+		wantEqual(t, orphan.AppAccessEnded, true)
+		must(t, s.DeleteIntegration(ctx, a.account.ID, orphan.ID))
 		enqueue := func() {
 			t.Helper()
 			_, err := s.EnqueueDeliveries(ctx, 0)
@@ -351,10 +380,13 @@ func testIntegrations(t *testing.T, s valet.Store) {
 		got, err := s.FindIntegration(ctx, a.account.ID, in.ID)
 		must(t, err)
 		wantEqual(t, got.LastEventID, a.lastEventID(t)) // moved past it
+		// It says so, though its status stays as set.
+		wantEqual(t, []any{accessEnded(), got.Status}, []any{true, valet.IntegrationActive})
 
 		// Granted again: new events are delivered, the missed ones are not.
 		_, err = oauth.Consent(ctx, a.account.ID, a.owner.ID, app.ID, app.Scopes)
 		must(t, err)
+		wantEqual(t, accessEnded(), false)
 		a.newTicket(t, "granted again")
 		enqueue()
 		wantEqual(t, len(a.deliveries(t, in.ID)), 3)
