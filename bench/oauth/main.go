@@ -46,6 +46,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +115,8 @@ type config struct {
 	rounds       int
 	timeout      time.Duration
 	serveCeiling string // hidden: serve the ceiling handler on this address and nothing else
+	cpuProfile   string
+	debugAddr    string // valet serve's --debug-addr
 }
 
 func main() {
@@ -133,6 +136,8 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 1, "run every case this many times, alternating, and report the medians")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.StringVar(&c.serveCeiling, "serve-ceiling", "", "internal: serve only the ceiling handler on this address")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile (the whole run) to this file")
+	flag.StringVar(&c.debugAddr, "valet-debug-addr", "", "start valet serve with --debug-addr this loopback address, to take its profiles (/debug/pprof/) during a run")
 	flag.Parse()
 
 	if c.serveCeiling != "" {
@@ -176,7 +181,19 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			fail(log, err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(log, err)
+		}
+	}
 	rep, err := run(ctx, c, log)
+	if c.cpuProfile != "" {
+		pprof.StopCPUProfile() // before fail's os.Exit
+	}
 	if rep != nil {
 		rep.print(os.Stdout)
 	}
@@ -559,7 +576,7 @@ func runDatabase(ctx context.Context, c config, log *slog.Logger, bin, dir, db s
 		d.Version = "PostgreSQL " + version + " (" + redact(c.pgDSN) + "), a new schema; pgx " + moduleVersion("github.com/jackc/pgx/v5")
 	}
 
-	e := &env{client: client, bin: bin, dsn: dsn, log: log, ceilings: ceilings, producers: c.producers}
+	e := &env{client: client, bin: bin, dsn: dsn, log: log, ceilings: ceilings, producers: c.producers, debugAddr: c.debugAddr}
 	if err := e.prepare(ctx, users); err != nil {
 		return d, fmt.Errorf("prepare: %w", err)
 	}
@@ -779,6 +796,7 @@ type env struct {
 	base         string // the issuer, http://127.0.0.1:PORT
 	serveCommand string
 	servePID     int
+	debugAddr    string
 
 	users  []benchUser
 	apps   map[string]*appInfo
@@ -917,6 +935,9 @@ func (e *env) startServe(ctx context.Context) (*child, error) {
 	// the API limits.
 	args := []string{"serve", "--addr", addr, "--issuer", e.base, "--log-level", "warn",
 		"--sign-in-rate-limit", "1000000000/1s"}
+	if e.debugAddr != "" {
+		args = append(args, "--debug-addr", e.debugAddr)
+	}
 	e.serveCommand = "valet " + strings.Join(args, " ")
 	cmd := exec.Command(e.bin, args...)
 	cmd.Env = append(childEnv(), "VALET_DB="+e.dsn, "VALET_SECRET="+e.secret)

@@ -48,6 +48,9 @@ type Config struct {
 	// Secret (VALET_SECRET) seals the ID token signing keys in the store;
 	// without it the OAuth authorization server is off.
 	Secret string
+	// DebugAddr, when set, is a loopback address serving Go's profiler
+	// (/debug/pprof/) for operators; off by default.
+	DebugAddr string
 	// WebhookAllowPrivate lets webhooks be delivered to loopback and
 	// private addresses (the demo's hub; receivers on the same network).
 	WebhookAllowPrivate bool
@@ -98,6 +101,7 @@ var envVars = []struct {
 	{"VALET_REFRESH_ABSOLUTE_TTL", "refresh-absolute-ttl", "how long refresh rotations may go on from a code", false},
 	{"VALET_PASSWORD", "password / owner-password", "admin commands' password", true},
 	{"VALET_SECRET", "secret", "server secret (16+ bytes) sealing signing keys; enables OAuth", true},
+	{"VALET_DEBUG_ADDR", "debug-addr", "loopback address serving /debug/pprof/ (off when empty)", false},
 	{"VALET_HUB_ADDR", "addr (hub)", "address the hub listens on", false},
 	{"VALET_HUB_DB", "db (hub)", "the hub's SQLite file or postgres:// DSN", true},
 	{"VALET_HUB_HELPDESK", "helpdesk (hub)", "the helpdesk's issuer URL", false},
@@ -147,6 +151,7 @@ func (c *Config) LoadEnv(getenv func(string) string, readFile func(string) ([]by
 	str("VALET_LOG_FORMAT", &c.LogFormat, false)
 	str("VALET_PASSWORD", &c.Password, true)
 	str("VALET_SECRET", &c.Secret, true)
+	str("VALET_DEBUG_ADDR", &c.DebugAddr, false)
 	str("VALET_HUB_ADDR", &c.Hub.Addr, false)
 	str("VALET_HUB_DB", &c.Hub.DB, true)
 	str("VALET_HUB_HELPDESK", &c.Hub.Helpdesk, false)
@@ -197,6 +202,7 @@ func (c *Config) serveFlags(fs *flag.FlagSet) {
 	fs.Var(durationValue{&c.RefreshIdleTTL}, "refresh-idle-ttl", "how long an unused refresh token lives (env VALET_REFRESH_IDLE_TTL)")
 	fs.Var(durationValue{&c.RefreshAbsoluteTTL}, "refresh-absolute-ttl", "how long refresh rotations may go on from one authorization (env VALET_REFRESH_ABSOLUTE_TTL)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "server secret sealing signing keys; enables OAuth (env VALET_SECRET, better VALET_SECRET_FILE)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "loopback address serving Go's profiler at /debug/pprof/, e.g. 127.0.0.1:6060 (env VALET_DEBUG_ADDR; off by default)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.WebhookAllowPrivate, "deliver webhooks to loopback and private addresses too (env VALET_WEBHOOK_ALLOW_PRIVATE)")
 }
 
@@ -209,6 +215,10 @@ func (c *Config) Validate() error {
 		p = append(p, fmt.Sprintf("--addr %q: bad port", c.Addr))
 	} else {
 		_ = host // an empty host listens on every interface, which is allowed
+	}
+	if c.DebugAddr != "" && !loopbackAddr(c.DebugAddr) {
+		// Profiles show the command line (a --secret on it) and memory.
+		p = append(p, fmt.Sprintf("--debug-addr %q: want a loopback host:port, such as 127.0.0.1:6060", c.DebugAddr))
 	}
 	if strings.TrimSpace(c.DB) == "" {
 		p = append(p, "--db is required")
@@ -248,6 +258,23 @@ func (c *Config) Validate() error {
 		return usageErrorf("invalid configuration: %s", strings.Join(p, "; "))
 	}
 	return nil
+}
+
+// loopbackAddr reports whether addr is host:port with a loopback host
+// (an IP address, or localhost).
+func loopbackAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ServerConfig is the server's share of the configuration; issuer is the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,13 +86,16 @@ func tempDB(t *testing.T) string {
 // startServe runs serve in-process on 127.0.0.1:0 with the database db and
 // returns its URL. Cleanup shuts it down gracefully and checks that Run
 // returned nil.
-func startServe(t *testing.T, db string) (baseURL string, stop func()) {
+func startServe(t *testing.T, db string, tune ...func(*Config)) (baseURL string, stop func()) {
 	t.Helper()
 	m := NewMain()
 	m.Command = "serve"
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DB = db
 	m.Config.ShutdownTimeout = 5 * time.Second
+	for _, f := range tune {
+		f(&m.Config)
+	}
 	logs := &syncBuffer{}
 	m.Stdout, m.Stderr = io.Discard, logs
 	listening := make(chan string, 1)
@@ -246,6 +250,48 @@ func TestServe(t *testing.T) {
 	stop() // cancels Run's ctx: a graceful shutdown that returns nil
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("the server still answers after shutdown")
+	}
+}
+
+// TestServeDebugAddr: --debug-addr serves the profiler on a loopback
+// address of its own, never on the product's listener, and refuses any
+// other address (profiles show the command line and memory).
+func TestServeDebugAddr(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:6060", ":6060", "10.1.2.3:6060", "example.com:6060", "127.0.0.1", "127.0.0.1:99999"} {
+		c := DefaultConfig()
+		c.DebugAddr = addr
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--debug-addr") {
+			t.Errorf("--debug-addr %q: %v, want refused", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", ""} {
+		c := DefaultConfig()
+		c.DebugAddr = addr
+		if err := c.Validate(); err != nil {
+			t.Errorf("--debug-addr %q: %v", addr, err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debugAddr := ln.Addr().String()
+	ln.Close()
+	base, stop := startServe(t, tempDB(t), func(c *Config) { c.DebugAddr = debugAddr })
+	status, body, _ := call(t, "GET", "http://"+debugAddr+"/debug/pprof/", "", "")
+	if status != 200 || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("GET /debug/pprof/ on --debug-addr = %d %.300s", status, body)
+	}
+	if status, body, _ := call(t, "GET", "http://"+debugAddr+"/debug/pprof/cmdline", "", ""); status != 200 || len(body) == 0 {
+		t.Errorf("GET /debug/pprof/cmdline = %d %q", status, body)
+	}
+	if status, _, _ := call(t, "GET", base+"/debug/pprof/", "", ""); status != 404 {
+		t.Errorf("GET /debug/pprof/ on the product's address = %d, want 404", status)
+	}
+	stop()
+	if _, err := http.Get("http://" + debugAddr + "/debug/pprof/"); err == nil {
+		t.Error("the profiler still answers after shutdown")
 	}
 }
 

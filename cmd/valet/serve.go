@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -123,6 +124,15 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 		BaseContext:    func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if m.Config.DebugAddr != "" {
+		stopDebug, err := serveDebug(m.Config.DebugAddr, log)
+		if err != nil {
+			ln.Close()
+			_ = srv.Close(context.WithoutCancel(ctx))
+			return err
+		}
+		defer stopDebug()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("valet serving", "url", url, "addr", ln.Addr().String(), "db", redactDSN(m.Config.DB), "dialect", dialect)
@@ -160,6 +170,34 @@ func (m *Main) serve(ctx context.Context, store valet.Store, dialect string, log
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveDebug serves Go's profiler (net/http/pprof) on addr, a loopback
+// address Validate has checked, apart from the product's own listener, and
+// returns what stops it.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --debug-addr %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = hs.Serve(ln) }()
+	log.Info("profiler serving", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = hs.Close() }, nil
+}
+
+// debugHandler is net/http/pprof's handlers on a mux of their own (the
+// package's init registers them on http.DefaultServeMux, which nothing
+// serves).
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // dialableAddr turns a listener's address into one a browser can use: an
