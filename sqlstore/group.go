@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/valethq/valet"
@@ -18,7 +19,9 @@ import (
 // in a savepoint of its own, and commits once: the pages they share (the
 // tables' and most indexes' newest leaves) are written once for all of
 // them. Nothing waits for company: a batch is what queued while the previous
-// one ran, often just one.
+// one ran, and what the goroutines already runnable in this process queue
+// when the committer, woken by the first, lets them run once before it
+// starts (runCommitter). A lone request is not delayed by a timer.
 //
 // A savepoint makes each piece atomic on its own: a piece that fails rolls
 // back to its savepoint and reports its error, and the others commit. A
@@ -166,6 +169,14 @@ func (s *Store) runCommitter() {
 		case r := <-c.reqs:
 			batch = append(batch[:0], r)
 		}
+		// The first request woke the committer, often while handlers that
+		// are about to queue theirs wait for a P. Yielding once lets them
+		// (it returns at once when nothing else is runnable), so they join
+		// this commit instead of each starting a small one of their own:
+		// on 2 cores at 16 clients, ~10% less CPU per code exchange
+		// (BENCHMARKS.md, 2026-11-29 18:13). PostgreSQL's batches
+		// (batch.go) gained nothing from it.
+		runtime.Gosched()
 	drain:
 		for len(batch) < groupBatchMax {
 			select {
