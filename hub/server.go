@@ -652,7 +652,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *session, err
 	case errors.As(err, &pe):
 		p.Status, p.Heading, p.Message, p.Retry = pe.Status, pe.Heading, pe.Message, pe.Retry
 	case errors.As(err, &ve) && ve.Code != valet.EINTERNAL:
-		p.Status, p.Heading, p.Message = valet.HTTPStatus(ve.Code), http.StatusText(valet.HTTPStatus(ve.Code)), valet.ErrorMessage(err)
+		p.Status, p.Message = valet.HTTPStatus(ve.Code), valet.ErrorMessage(err)
+		p.Heading = http.StatusText(p.Status)
 	}
 	if p.Status >= 500 {
 		s.log.Error("request failed", "err", err, "path", r.URL.Path, "status", p.Status, "request_id", id)

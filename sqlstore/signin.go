@@ -76,11 +76,10 @@ func (s *Store) ReleaseSignIn(ctx context.Context, keys []string, limit valet.Si
 	now := micros(s.now())
 	perMicro := float64(limit.Attempts) / float64(limit.Per.Microseconds())
 	for _, h := range signInHashes(keys) {
+		const drained = `(CASE WHEN $1 > touched_at THEN $1 - touched_at ELSE 0 END) * CAST($2 AS DOUBLE PRECISION)`
 		if _, err := s.w.ExecContext(ctx, `UPDATE signin_buckets
 			SET touched_at = CASE WHEN touched_at > $1 THEN touched_at ELSE $1 END,
-			level = CASE WHEN touched_at >= $1 THEN CASE WHEN level > 1 THEN level - 1 ELSE 0 END
-				WHEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) > 1
-				THEN level - ($1 - touched_at) * CAST($2 AS DOUBLE PRECISION) - 1 ELSE 0 END
+			level = CASE WHEN level - `+drained+` > 1 THEN level - `+drained+` - 1 ELSE 0 END
 			WHERE key_hash = $3`, now, perMicro, h); err != nil {
 			return s.fail(op, err, "")
 		}
