@@ -333,6 +333,18 @@ func query(r *http.Request) (url.Values, error) {
 	if err != nil {
 		return nil, valet.Invalid(map[string][]string{"query": {"is not a valid query string"}})
 	}
+	// Every parameter takes one value (a list, like types, is one
+	// comma-separated value): a repeated one is refused rather than
+	// answered with its first value, which may not be the one meant.
+	p := valet.Problems{}
+	for name, vs := range q {
+		if len(vs) > 1 {
+			p.Add(name, "is given more than once; send it once")
+		}
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
 	return q, nil
 }
 

@@ -257,7 +257,9 @@ func (s *Server) deleteIntegration(w http.ResponseWriter, r *http.Request, cred 
 
 // listDeliveries serves GET /api/integrations/{id}/deliveries: the delivery
 // log, newest first, limit 1-100. It is a log to look at, not to page
-// through, so it has no cursors.
+// through, so it has no cursors: a cursor or another order is refused, so
+// that a client following next_cursor as on other lists does not read
+// the same page again unawares.
 func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, cred *valet.Credential) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -266,6 +268,12 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, cred *va
 	q, err := query(r)
 	if err != nil {
 		return err
+	}
+	if q.Has("cursor") {
+		return valet.Invalid(map[string][]string{"cursor": {"the delivery log has no pages: it answers the newest deliveries, up to limit"}})
+	}
+	if v := q.Get("order_by"); v != "" && v != "id" && v != "id:desc" {
+		return valet.Invalid(map[string][]string{"order_by": {"the delivery log comes newest first: order_by may only be id or id:desc"}})
 	}
 	limit := defaultDeliveryLimit
 	if v := q.Get("limit"); v != "" {

@@ -185,7 +185,8 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 		if len(rest.Data) != 1 || rest.Data[0].ID != created.ID || rest.Meta.NextCursor != nil {
 			t.Errorf("second page: %+v", rest)
 		}
-		for _, q := range []string{"limit=abc", "limit=0", "limit=101", "order_by=name", "cursor=nope"} {
+		for _, q := range []string{"limit=abc", "limit=0", "limit=101", "order_by=name", "cursor=nope",
+			"limit=1&limit=2", "order_by=id&order_by=id:asc"} {
 			field, _, _ := strings.Cut(q, "=")
 			if d := e.do(t, "GET", "/api/integrations?"+q, nil, auth).want(t, 400).Err(t); len(d.Data[field]) == 0 {
 				t.Errorf("%s: %+v", q, d)
@@ -238,12 +239,17 @@ func testAPIIntegrations(t *testing.T, open storeOpener) {
 		if l.Object != "list" || len(l.Data) != 0 || l.Data == nil {
 			t.Errorf("deliveries %+v", l)
 		}
-		for _, q := range []string{"limit=0", "limit=101", "limit=x"} {
-			if d := e.do(t, "GET", path+"/deliveries?"+q, nil, auth).want(t, 400).Err(t); len(d.Data["limit"]) == 0 {
+		// The log has one page: a cursor or another order is refused, not
+		// answered with the same page.
+		for _, q := range []string{"limit=0", "limit=101", "limit=x", "limit=1&limit=2", "cursor=YzF8aWQ6YXNjfGF8Mnwy",
+			"order_by=id:asc", "order_by=created_datetime"} {
+			field, _, _ := strings.Cut(q, "=")
+			if d := e.do(t, "GET", path+"/deliveries?"+q, nil, auth).want(t, 400).Err(t); len(d.Data[field]) == 0 {
 				t.Errorf("%s: %+v", q, d)
 			}
 		}
 		e.do(t, "GET", path+"/deliveries?limit=100", nil, auth).want(t, 200)
+		e.do(t, "GET", path+"/deliveries?order_by=id:desc", nil, auth).want(t, 200)
 		e.do(t, "GET", "/api/integrations/999999/deliveries", nil, auth).want(t, 404)
 	})
 	t.Run("another account's is 404", func(t *testing.T) {
