@@ -134,7 +134,7 @@ func main() {
 	flag.StringVar(&c.ceiling, "ceiling", ceilingProcess, "where the ceiling handler runs: process (its own, as valet serve), in-process (the load generator's), or both (shares of each; the verdict is on process)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the SQLite file or PostgreSQL schema afterwards")
 	flag.IntVar(&c.rounds, "rounds", 1, "run every case this many times, alternating, and report the medians")
-	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long")
+	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after this long (default: 30m, or twice the run's planned load time when that is longer)")
 	flag.StringVar(&c.serveCeiling, "serve-ceiling", "", "internal: serve only the ceiling handler on this address")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile (the whole run) to this file")
 	flag.StringVar(&c.debugAddr, "valet-debug-addr", "", "start valet serve with --debug-addr this loopback address, to take its profiles (/debug/pprof/) during a run")
@@ -177,6 +177,12 @@ func main() {
 		fail(log, errors.New("-duration, -producers, -max-codes and -rounds must be positive, -warmup not negative"))
 	}
 
+	timeoutSet := false
+	flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+	if !timeoutSet {
+		c.timeout = max(c.timeout, 2*c.plannedLoad())
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -200,6 +206,20 @@ func main() {
 	if err != nil {
 		fail(log, err)
 	}
+}
+
+// plannedLoad is roughly how long the run's load lasts: every case with
+// the ceiling run(s) before it, each for -warmup and -duration, and minting
+// for the code exchange cases (up to -duration more), plus set-up. The
+// default -timeout follows it, so that a long verdict (-rounds 3 -duration
+// 10s) is not cut short while a hung run still ends.
+func (c config) plannedLoad() time.Duration {
+	ceilings := 1
+	if c.ceiling == ceilingBoth {
+		ceilings = 2
+	}
+	runs := time.Duration(len(c.dbs) * len(c.concurrency) * c.rounds * (len(c.cases) - 1))
+	return runs*time.Duration(ceilings+2)*(c.warmup+c.duration) + time.Duration(len(c.dbs))*time.Minute
 }
 
 func fail(log *slog.Logger, err error) {
