@@ -366,21 +366,28 @@ func (t *apiTime) UnmarshalJSON(b []byte) error {
 // cursor against the order and the fields it can sort by; limit is checked
 // here because "limit=abc" never reaches it as a number.
 func listOptions(q url.Values, p valet.Problems) valet.ListOptions {
-	opt := valet.ListOptions{Cursor: q.Get("cursor"), OrderBy: q.Get("order_by")}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > valet.MaxLimit {
-			p.Add("limit", "must be an integer between 1 and "+strconv.Itoa(valet.MaxLimit))
-		} else {
-			opt.Limit = n
-		}
-	}
+	opt := valet.ListOptions{Cursor: q.Get("cursor"), OrderBy: q.Get("order_by"), Limit: queryLimit(q, p)}
 	if opt.Cursor != "" {
 		if _, err := valet.ParseCursor(opt.Cursor); err != nil {
 			p.Add("cursor", "is not a valid cursor")
 		}
 	}
 	return opt
+}
+
+// queryLimit reads an optional limit, 1 to valet.MaxLimit; 0 when it is
+// absent or wrong (a problem in p then).
+func queryLimit(q url.Values, p valet.Problems) int {
+	v := q.Get("limit")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > valet.MaxLimit {
+		p.Add("limit", "must be an integer between 1 and "+strconv.Itoa(valet.MaxLimit))
+		return 0
+	}
+	return n
 }
 
 // plainListOptions reads the cursor, limit and order_by of a list that

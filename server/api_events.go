@@ -73,11 +73,7 @@ func parseEventQuery(q url.Values) (eventQuery, error) {
 		p.Add("order_by", "events come oldest first by id: order_by may only be id or id:asc")
 	}
 	eq.filter.Limit = valet.DefaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > valet.MaxLimit {
-			p.Add("limit", "must be an integer between 1 and "+strconv.Itoa(valet.MaxLimit))
-		}
+	if n := queryLimit(q, p); n > 0 {
 		eq.filter.Limit = n
 	}
 	if v := q.Get("wait"); v != "" {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"net/http"
 	"strconv"
 
@@ -269,19 +270,16 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, cred *va
 	if err != nil {
 		return err
 	}
+	p := valet.Problems{}
 	if q.Has("cursor") {
-		return valet.Invalid(map[string][]string{"cursor": {"the delivery log has no pages: it answers the newest deliveries, up to limit"}})
+		p.Add("cursor", "the delivery log has no pages: it answers the newest deliveries, up to limit")
 	}
 	if v := q.Get("order_by"); v != "" && v != "id" && v != "id:desc" {
-		return valet.Invalid(map[string][]string{"order_by": {"the delivery log comes newest first: order_by may only be id or id:desc"}})
+		p.Add("order_by", "the delivery log comes newest first: order_by may only be id or id:desc")
 	}
-	limit := defaultDeliveryLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > valet.MaxLimit {
-			return valet.Invalid(map[string][]string{"limit": {"must be an integer between 1 and " + strconv.Itoa(valet.MaxLimit)}})
-		}
-		limit = n
+	limit := cmp.Or(queryLimit(q, p), defaultDeliveryLimit)
+	if err := p.Err(); err != nil {
+		return err
 	}
 	ds, err := s.store.ListDeliveries(r.Context(), cred.AccountID, id, limit)
 	if err != nil {

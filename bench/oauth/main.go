@@ -209,8 +209,9 @@ func main() {
 }
 
 // plannedLoad is roughly how long the run's load lasts: every case with
-// the ceiling run(s) before it, each for -warmup and -duration, and minting
-// for the code exchange cases (up to -duration more), plus set-up. The
+// the ceiling run(s) before it, each for -warmup and -duration, one more
+// such span per case for minting codes (which only the exchange cases
+// need), and a minute of set-up per database. The
 // default -timeout follows it, so that a long verdict (-rounds 3 -duration
 // 10s) is not cut short while a hung run still ends.
 func (c config) plannedLoad() time.Duration {
